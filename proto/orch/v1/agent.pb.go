@@ -882,6 +882,59 @@ func (*SchedulerMessage_Assignments) isSchedulerMessage_Msg() {}
 
 func (*SchedulerMessage_HeartbeatAck) isSchedulerMessage_Msg() {}
 
+// AgentCheckpoint is what an agent keeps on disk per task (agent/state).
+type AgentCheckpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Assignment    *Assignment            `protobuf:"bytes,1,opt,name=assignment,proto3" json:"assignment,omitempty"`
+	Status        *TaskStatus            `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentCheckpoint) Reset() {
+	*x = AgentCheckpoint{}
+	mi := &file_orch_v1_agent_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentCheckpoint) ProtoMessage() {}
+
+func (x *AgentCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_agent_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentCheckpoint.ProtoReflect.Descriptor instead.
+func (*AgentCheckpoint) Descriptor() ([]byte, []int) {
+	return file_orch_v1_agent_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AgentCheckpoint) GetAssignment() *Assignment {
+	if x != nil {
+		return x.Assignment
+	}
+	return nil
+}
+
+func (x *AgentCheckpoint) GetStatus() *TaskStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 type TaskUsageReport_Entry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -892,7 +945,7 @@ type TaskUsageReport_Entry struct {
 
 func (x *TaskUsageReport_Entry) Reset() {
 	*x = TaskUsageReport_Entry{}
-	mi := &file_orch_v1_agent_proto_msgTypes[12]
+	mi := &file_orch_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +957,7 @@ func (x *TaskUsageReport_Entry) String() string {
 func (*TaskUsageReport_Entry) ProtoMessage() {}
 
 func (x *TaskUsageReport_Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_orch_v1_agent_proto_msgTypes[12]
+	mi := &file_orch_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1065,12 @@ const file_orch_v1_agent_proto_rawDesc = "" +
 	"\x10SchedulerMessage\x128\n" +
 	"\vassignments\x18\x01 \x01(\v2\x14.orch.v1.AssignmentsH\x00R\vassignments\x129\n" +
 	"\rheartbeat_ack\x18\x02 \x01(\v2\x12.orch.v1.HeartbeatH\x00R\fheartbeatAckB\x05\n" +
-	"\x03msg2\x98\x01\n" +
+	"\x03msg\"s\n" +
+	"\x0fAgentCheckpoint\x123\n" +
+	"\n" +
+	"assignment\x18\x01 \x01(\v2\x13.orch.v1.AssignmentR\n" +
+	"assignment\x12+\n" +
+	"\x06status\x18\x02 \x01(\v2\x13.orch.v1.TaskStatusR\x06status2\x98\x01\n" +
 	"\fAgentService\x12G\n" +
 	"\bRegister\x12\x1c.orch.v1.RegisterHostRequest\x1a\x1d.orch.v1.RegisterHostResponse\x12?\n" +
 	"\aSession\x12\x15.orch.v1.AgentMessage\x1a\x19.orch.v1.SchedulerMessage(\x010\x012F\n" +
@@ -1031,7 +1089,7 @@ func file_orch_v1_agent_proto_rawDescGZIP() []byte {
 	return file_orch_v1_agent_proto_rawDescData
 }
 
-var file_orch_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_orch_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_orch_v1_agent_proto_goTypes = []any{
 	(*RegisterHostRequest)(nil),   // 0: orch.v1.RegisterHostRequest
 	(*RegisterHostResponse)(nil),  // 1: orch.v1.RegisterHostResponse
@@ -1045,51 +1103,54 @@ var file_orch_v1_agent_proto_goTypes = []any{
 	(*Assignment)(nil),            // 9: orch.v1.Assignment
 	(*Assignments)(nil),           // 10: orch.v1.Assignments
 	(*SchedulerMessage)(nil),      // 11: orch.v1.SchedulerMessage
-	(*TaskUsageReport_Entry)(nil), // 12: orch.v1.TaskUsageReport.Entry
-	(*Attribute)(nil),             // 13: orch.v1.Attribute
-	(*Host)(nil),                  // 14: orch.v1.Host
-	(*ContainerInstance)(nil),     // 15: orch.v1.ContainerInstance
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*Task)(nil),                  // 17: orch.v1.Task
-	(*TaskDefinition)(nil),        // 18: orch.v1.TaskDefinition
-	(*TaskUsage)(nil),             // 19: orch.v1.TaskUsage
-	(*GetLogsRequest)(nil),        // 20: orch.v1.GetLogsRequest
-	(*LogEntry)(nil),              // 21: orch.v1.LogEntry
+	(*AgentCheckpoint)(nil),       // 12: orch.v1.AgentCheckpoint
+	(*TaskUsageReport_Entry)(nil), // 13: orch.v1.TaskUsageReport.Entry
+	(*Attribute)(nil),             // 14: orch.v1.Attribute
+	(*Host)(nil),                  // 15: orch.v1.Host
+	(*ContainerInstance)(nil),     // 16: orch.v1.ContainerInstance
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*Task)(nil),                  // 18: orch.v1.Task
+	(*TaskDefinition)(nil),        // 19: orch.v1.TaskDefinition
+	(*TaskUsage)(nil),             // 20: orch.v1.TaskUsage
+	(*GetLogsRequest)(nil),        // 21: orch.v1.GetLogsRequest
+	(*LogEntry)(nil),              // 22: orch.v1.LogEntry
 }
 var file_orch_v1_agent_proto_depIdxs = []int32{
-	13, // 0: orch.v1.RegisterHostRequest.attributes:type_name -> orch.v1.Attribute
-	14, // 1: orch.v1.RegisterHostResponse.host:type_name -> orch.v1.Host
-	15, // 2: orch.v1.RegisterHostResponse.container_instances:type_name -> orch.v1.ContainerInstance
-	16, // 3: orch.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	14, // 0: orch.v1.RegisterHostRequest.attributes:type_name -> orch.v1.Attribute
+	15, // 1: orch.v1.RegisterHostResponse.host:type_name -> orch.v1.Host
+	16, // 2: orch.v1.RegisterHostResponse.container_instances:type_name -> orch.v1.ContainerInstance
+	17, // 3: orch.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
 	4,  // 4: orch.v1.TaskStatus.containers:type_name -> orch.v1.ContainerStatus
-	16, // 5: orch.v1.TaskStatus.pull_started_at:type_name -> google.protobuf.Timestamp
-	16, // 6: orch.v1.TaskStatus.pull_stopped_at:type_name -> google.protobuf.Timestamp
-	16, // 7: orch.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
-	16, // 8: orch.v1.TaskStatus.execution_stopped_at:type_name -> google.protobuf.Timestamp
-	16, // 9: orch.v1.TaskStatus.observed_at:type_name -> google.protobuf.Timestamp
+	17, // 5: orch.v1.TaskStatus.pull_started_at:type_name -> google.protobuf.Timestamp
+	17, // 6: orch.v1.TaskStatus.pull_stopped_at:type_name -> google.protobuf.Timestamp
+	17, // 7: orch.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
+	17, // 8: orch.v1.TaskStatus.execution_stopped_at:type_name -> google.protobuf.Timestamp
+	17, // 9: orch.v1.TaskStatus.observed_at:type_name -> google.protobuf.Timestamp
 	5,  // 10: orch.v1.TaskStatusReport.tasks:type_name -> orch.v1.TaskStatus
-	12, // 11: orch.v1.TaskUsageReport.tasks:type_name -> orch.v1.TaskUsageReport.Entry
+	13, // 11: orch.v1.TaskUsageReport.tasks:type_name -> orch.v1.TaskUsageReport.Entry
 	2,  // 12: orch.v1.AgentMessage.hello:type_name -> orch.v1.SessionHello
 	3,  // 13: orch.v1.AgentMessage.heartbeat:type_name -> orch.v1.Heartbeat
 	6,  // 14: orch.v1.AgentMessage.status:type_name -> orch.v1.TaskStatusReport
 	7,  // 15: orch.v1.AgentMessage.usage:type_name -> orch.v1.TaskUsageReport
-	17, // 16: orch.v1.Assignment.task:type_name -> orch.v1.Task
-	18, // 17: orch.v1.Assignment.task_definition:type_name -> orch.v1.TaskDefinition
+	18, // 16: orch.v1.Assignment.task:type_name -> orch.v1.Task
+	19, // 17: orch.v1.Assignment.task_definition:type_name -> orch.v1.TaskDefinition
 	9,  // 18: orch.v1.Assignments.tasks:type_name -> orch.v1.Assignment
 	10, // 19: orch.v1.SchedulerMessage.assignments:type_name -> orch.v1.Assignments
 	3,  // 20: orch.v1.SchedulerMessage.heartbeat_ack:type_name -> orch.v1.Heartbeat
-	19, // 21: orch.v1.TaskUsageReport.Entry.usage:type_name -> orch.v1.TaskUsage
-	0,  // 22: orch.v1.AgentService.Register:input_type -> orch.v1.RegisterHostRequest
-	8,  // 23: orch.v1.AgentService.Session:input_type -> orch.v1.AgentMessage
-	20, // 24: orch.v1.NodeService.GetLogs:input_type -> orch.v1.GetLogsRequest
-	1,  // 25: orch.v1.AgentService.Register:output_type -> orch.v1.RegisterHostResponse
-	11, // 26: orch.v1.AgentService.Session:output_type -> orch.v1.SchedulerMessage
-	21, // 27: orch.v1.NodeService.GetLogs:output_type -> orch.v1.LogEntry
-	25, // [25:28] is the sub-list for method output_type
-	22, // [22:25] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	9,  // 21: orch.v1.AgentCheckpoint.assignment:type_name -> orch.v1.Assignment
+	5,  // 22: orch.v1.AgentCheckpoint.status:type_name -> orch.v1.TaskStatus
+	20, // 23: orch.v1.TaskUsageReport.Entry.usage:type_name -> orch.v1.TaskUsage
+	0,  // 24: orch.v1.AgentService.Register:input_type -> orch.v1.RegisterHostRequest
+	8,  // 25: orch.v1.AgentService.Session:input_type -> orch.v1.AgentMessage
+	21, // 26: orch.v1.NodeService.GetLogs:input_type -> orch.v1.GetLogsRequest
+	1,  // 27: orch.v1.AgentService.Register:output_type -> orch.v1.RegisterHostResponse
+	11, // 28: orch.v1.AgentService.Session:output_type -> orch.v1.SchedulerMessage
+	22, // 29: orch.v1.NodeService.GetLogs:output_type -> orch.v1.LogEntry
+	27, // [27:30] is the sub-list for method output_type
+	24, // [24:27] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_orch_v1_agent_proto_init() }
@@ -1117,7 +1178,7 @@ func file_orch_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orch_v1_agent_proto_rawDesc), len(file_orch_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

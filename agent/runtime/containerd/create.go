@@ -1,0 +1,114 @@
+package containerd
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
+
+	"orch/agent/logs"
+	"orch/agent/runtime"
+)
+
+// Create creates the container, its snapshot and its (not yet started) task. On failure
+// nothing is left behind.
+func (r *Runtime) Create(ctx context.Context, spec runtime.ContainerSpec) (retErr error) {
+	ctx = r.ctx(ctx)
+	id := spec.ID
+	if id == "" {
+		return fmt.Errorf("create container: empty id")
+	}
+	if spec.Def == nil {
+		return fmt.Errorf("container %s: no container definition", id)
+	}
+	if _, err := r.client.LoadContainer(ctx, id); err == nil {
+		return fmt.Errorf("container %s: %w", id, errdefs.ErrAlreadyExists)
+	} else if !errdefs.IsNotFound(err) {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	name, err := normalizeRef(spec.Def.GetImage())
+	if err != nil {
+		return fmt.Errorf("container %s: image %q: %w", id, spec.Def.GetImage(), err)
+	}
+	img, err := r.client.GetImage(ctx, name)
+	if err != nil {
+		return fmt.Errorf("container %s: image %s (not pulled?): %w", id, name, err)
+	}
+	imgSpec, err := img.Spec(ctx)
+	if err != nil {
+		return fmt.Errorf("container %s: read image config of %s: %w", id, name, err)
+	}
+	specOpts, err := buildSpecOpts(spec, img, imgSpec.Config, r.initBinary)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	labels := maps.Clone(spec.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+
+	// Order matters: the snapshot must exist before the spec options that read the image's
+	// /etc/passwd, and the stop-signal label is added to the labels set before it.
+	container, err := r.client.NewContainer(ctx, id,
+		client.WithContainerLabels(labels),
+		client.WithImageStopSignal(img, "SIGTERM"),
+		client.WithSnapshotter(snapshotter),
+		client.WithNewSnapshot(id, img),
+		client.WithNewSpec(specOpts...),
+	)
+	if err != nil {
+		// The snapshot (key id) may have been prepared before the failure; it would only be
+		// collected later with NewContainer's lease. Not when the id was taken meanwhile: then
+		// the snapshot is the other container's.
+		if !errdefs.IsAlreadyExists(err) {
+			_ = r.removeSnapshot(context.WithoutCancel(ctx), id)
+		}
+		return fmt.Errorf("container %s: create: %w", id, err)
+	}
+	defer func() {
+		if retErr != nil {
+			cctx := context.WithoutCancel(ctx)
+			_ = container.Delete(cctx, client.WithSnapshotCleanup)
+		}
+	}()
+
+	ioc, err := r.logIO(spec)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	if _, err := container.NewTask(ctx, ioc); err != nil {
+		return fmt.Errorf("container %s: create task: %w", id, err)
+	}
+	return nil
+}
+
+// logIO sends the container's stdout and stderr to the log driver (this binary, run by the
+// shim), which writes <LogDir>/<container name>.log with rotation. Without a LogDir output is
+// discarded.
+func (r *Runtime) logIO(spec runtime.ContainerSpec) (cio.Creator, error) {
+	if spec.LogDir == "" {
+		return cio.NullIO, nil
+	}
+	dir, err := filepath.Abs(spec.LogDir)
+	if err != nil {
+		return nil, fmt.Errorf("log dir %s: %w", spec.LogDir, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("log dir: %w", err)
+	}
+	name := spec.Def.GetName()
+	if name == "" {
+		name = spec.ID
+	}
+	maxSize, maxFiles, err := logRotation(spec.Def.GetLogConfiguration().GetOptions())
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, name+".log")
+	return cio.BinaryIO(r.logDriver, logs.DriverArgs(path, maxSize, maxFiles)), nil
+}

@@ -1,0 +1,87 @@
+// Command orch-agent runs on every node: it registers with the schedulers, runs the node's
+// tasks in containerd, each in its own network namespace ENI, and reports their status.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"orch/agent"
+	"orch/agent/logs"
+)
+
+func main() {
+	if logs.IsDriver(os.Args) {
+		os.Exit(logs.DriverMain(os.Args[1:]))
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "orch-agent:", err)
+		os.Exit(1)
+	}
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, strings.Split(v, ",")...); return nil }
+
+func run() error {
+	var (
+		dataDir    = flag.String("data-dir", "/var/lib/orch-agent", "checkpoint, task files and container logs")
+		containerd = flag.String("containerd", "/run/containerd/containerd.sock", "containerd socket")
+		namespace  = flag.String("namespace", "orch", "containerd namespace")
+		listen     = flag.String("listen", "127.0.0.1:7403", "node API address (the schedulers fetch logs here)")
+		advertise  = flag.String("advertise", "", "node API address the schedulers dial (default --listen)")
+		metrics    = flag.String("metrics-addr", "127.0.0.1:7404", "HTTP address for /metrics (empty: off)")
+		netnsDir   = flag.String("netns-dir", "", "where task network namespaces are mounted (default /run/netns)")
+		hostNetNS  = flag.String("host-netns", "", "do host-side networking in this network namespace (tests)")
+		hostname   = flag.String("hostname", "", "hostname to register (default the machine's)")
+		cpu        = flag.Int("cpu", 0, "CPU units to offer (default 1024 per core)")
+		memory     = flag.Int("memory", 0, "memory MiB to offer (default all)")
+		logLevel   = flag.String("log-level", "info", "debug, info, warn or error")
+		schedulers listFlag
+		clusters   listFlag
+		attrs      listFlag
+		insecure   listFlag
+	)
+	flag.Var(&schedulers, "scheduler", "scheduler gRPC address (repeatable or comma-separated; default 127.0.0.1:7400)")
+	flag.Var(&clusters, "cluster", "cluster to serve (repeatable; \"*\" for every cluster; default \"default\")")
+	flag.Var(&attrs, "attribute", "custom attribute name=value (repeatable)")
+	flag.Var(&insecure, "insecure-registry", "registry host:port to pull from over plain HTTP (repeatable; loopback registries always are)")
+	flag.Parse()
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: %w", *logLevel, err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	if len(schedulers) == 0 {
+		schedulers = listFlag{"127.0.0.1:7400"}
+	}
+	attributes := map[string]string{}
+	for _, kv := range attrs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("--attribute %q: want name=value", kv)
+		}
+		attributes[k] = v
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a, err := agent.New(agent.Config{
+		Endpoints: schedulers, Clusters: clusters, DataDir: *dataDir, ContainerdAddress: *containerd, Namespace: *namespace,
+		NetNSDir: *netnsDir, HostNetNS: *hostNetNS, ListenAddr: *listen, AdvertiseAddr: *advertise, MetricsAddr: *metrics,
+		Hostname: *hostname, Attributes: attributes, InsecureRegistries: insecure, CPU: *cpu, Memory: *memory, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	log.Info("agent started", "schedulers", strings.Join(schedulers, ","), "clusters", clusters.String())
+	return a.Run(ctx)
+}

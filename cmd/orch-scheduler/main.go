@@ -1,0 +1,98 @@
+// Command orch-scheduler is orch's control plane: one Raft voter with the client and agent
+// APIs. With --dev it is a whole single-node cluster in one process: a bootstrapped scheduler
+// plus an embedded agent that serves every cluster from the local containerd.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"orch/agent"
+	"orch/agent/logs"
+	"orch/pkg/arn"
+	"orch/scheduler/server"
+)
+
+func main() {
+	if logs.IsDriver(os.Args) {
+		os.Exit(logs.DriverMain(os.Args[1:]))
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "orch-scheduler:", err)
+		os.Exit(1)
+	}
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, strings.Split(v, ",")...); return nil }
+
+func run() error {
+	var (
+		dev        = flag.Bool("dev", false, "run a single-node cluster in this process: bootstrap, embedded agent, local containerd")
+		dataDir    = flag.String("data-dir", "/var/lib/orch", "where Raft state (and in --dev the agent's state and task logs) is kept")
+		grpcAddr   = flag.String("grpc-addr", "127.0.0.1:7400", "client and agent gRPC API address")
+		httpAddr   = flag.String("http-addr", "127.0.0.1:7401", "HTTP address for /metrics and /healthz")
+		raftAddr   = flag.String("raft-addr", "127.0.0.1:7402", "Raft transport address")
+		nodeID     = flag.String("node-id", "", "Raft server id (default: generated once and kept in the data dir)")
+		bootstrap  = flag.Bool("bootstrap", true, "form a new single-voter cluster when the data dir is empty")
+		region     = flag.String("region", arn.DefaultRegion, "region in ARNs")
+		account    = flag.String("account", arn.DefaultAccount, "account in ARNs")
+		containerd = flag.String("containerd", "/run/containerd/containerd.sock", "--dev: containerd socket")
+		agentAddr  = flag.String("agent-addr", "127.0.0.1:7403", "--dev: the embedded agent's node API address")
+		logLevel   = flag.String("log-level", "info", "debug, info, warn or error")
+		insecure   listFlag
+	)
+	flag.Var(&insecure, "insecure-registry", "--dev: registry host:port to pull from over plain HTTP (repeatable; loopback registries always are)")
+	flag.Parse()
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	srv, err := server.New(server.Config{
+		DataDir: *dataDir, NodeID: *nodeID, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, RaftAddr: *raftAddr,
+		Bootstrap: *bootstrap || *dev, ARNs: arn.Builder{Region: *region, Account: *account}, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	log.Info("scheduler started", "grpc", srv.GRPCAddr(), "http", *httpAddr, "data_dir", *dataDir, "dev", *dev)
+	if !*dev {
+		<-ctx.Done()
+		log.Info("shutting down")
+		return nil
+	}
+	if err := srv.WaitLeader(ctx); err != nil {
+		return err
+	}
+	a, err := agent.New(agent.Config{
+		Endpoints: []string{srv.GRPCAddr()}, Clusters: []string{"*"}, DataDir: filepath.Join(*dataDir, "agent"),
+		ContainerdAddress: *containerd, ListenAddr: *agentAddr, InsecureRegistries: insecure, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("embedded agent: %w", err)
+	}
+	defer a.Close()
+	log.Info("embedded agent started; tasks keep running when this process stops")
+	return a.Run(ctx)
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	orchv1 "orch/proto/orch/v1"
+)
+
+// TestMain lets the tests run this binary as orchctl: with ORCHCTL_TEST_MAIN=1 it is main().
+func TestMain(m *testing.M) {
+	if os.Getenv("ORCHCTL_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// orchctl returns a command that runs main() with args in a child process.
+func orchctl(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), "ORCHCTL_TEST_MAIN=1", "ORCH_ADDR=")
+	return cmd
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func TestExitCodes(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := lis.Addr().String()
+	lis.Close()
+	tests := []struct {
+		args []string
+		want int
+	}{
+		{[]string{"version"}, 0},
+		{[]string{"completion", "bash"}, 0},
+		{[]string{"run-task", "--no-such-flag"}, 252},
+		{[]string{"list-clusters", "--endpoint", down}, 255},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			out, err := orchctl(t, tt.args...).CombinedOutput()
+			if got := exitCode(err); got != tt.want {
+				t.Errorf("exit code %d, want %d; output:\n%s", got, tt.want, out)
+			}
+		})
+	}
+}
+
+// followServer streams one log line and then keeps the stream open.
+type followServer struct {
+	orchv1.UnimplementedOrchServer
+}
+
+func (followServer) DescribeTasks(context.Context, *orchv1.DescribeTasksRequest) (*orchv1.DescribeTasksResponse, error) {
+	return &orchv1.DescribeTasksResponse{}, nil
+}
+
+func (followServer) GetLogs(_ *orchv1.GetLogsRequest, s grpc.ServerStreamingServer[orchv1.LogEntry]) error {
+	if err := s.Send(&orchv1.LogEntry{Container: "web", Message: "hello"}); err != nil {
+		return err
+	}
+	<-s.Context().Done()
+	return nil
+}
+
+func TestFollowEndsOnSIGINT(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	orchv1.RegisterOrchServer(srv, followServer{})
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+
+	cmd := orchctl(t, "--endpoint", lis.Addr().String(), "logs", "-f", "0123456789abcdef0123456789abcdef")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	select {
+	case l := <-lines:
+		if l != "hello" {
+			t.Fatalf("first line %q, want hello", l)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no log line within 10s")
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	for range lines {
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if code := exitCode(err); code != 0 {
+			t.Errorf("exit code %d after SIGINT, want 0", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("orchctl logs -f did not exit after SIGINT")
+	}
+}

@@ -1,0 +1,179 @@
+// Package client is the Go client of orch's API (service orch.v1.Orch): it dials one of several
+// scheduler endpoints and exposes the generated gRPC client. orchctl, tests and benchmarks use
+// it; any scheduler answers (followers forward writes to the leader), so the first endpoint that
+// connects is as good as any other.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+
+	orchv1 "orch/proto/orch/v1"
+)
+
+// DefaultEndpoint is the scheduler address used when neither an endpoint nor ORCH_ADDR is given.
+const DefaultEndpoint = "127.0.0.1:7400"
+
+// EnvEndpoints names the environment variable that holds comma-separated scheduler endpoints.
+const EnvEndpoints = "ORCH_ADDR"
+
+// DefaultConnectTimeout bounds the attempt to connect to one endpoint.
+const DefaultConnectTimeout = 5 * time.Second
+
+// Client is a connection to one scheduler. The embedded OrchClient carries every API call.
+type Client struct {
+	orchv1.OrchClient
+	conn     *grpc.ClientConn
+	endpoint string
+}
+
+// Opt configures Dial.
+type Opt func(*options)
+
+type options struct {
+	dialOpts       []grpc.DialOption
+	connectTimeout time.Duration
+}
+
+// WithDialOptions adds gRPC dial options, applied after the defaults (plain-text transport), so
+// they can replace them: transport credentials for mTLS, per-RPC credentials for API tokens,
+// interceptors.
+func WithDialOptions(opts ...grpc.DialOption) Opt {
+	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
+}
+
+// WithConnectTimeout sets how long Dial waits for each endpoint before trying the next one
+// (default DefaultConnectTimeout). The context given to Dial bounds the whole attempt.
+func WithConnectTimeout(d time.Duration) Opt {
+	return func(o *options) { o.connectTimeout = d }
+}
+
+// ResolveEndpoints returns the endpoints to dial: those in flag (comma-separated) if it is not
+// empty, else those in $ORCH_ADDR, else DefaultEndpoint.
+func ResolveEndpoints(flag string) []string {
+	if eps := splitEndpoints(flag); len(eps) > 0 {
+		return eps
+	}
+	if eps := splitEndpoints(os.Getenv(EnvEndpoints)); len(eps) > 0 {
+		return eps
+	}
+	return []string{DefaultEndpoint}
+}
+
+func splitEndpoints(s string) []string {
+	var eps []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			eps = append(eps, e)
+		}
+	}
+	return eps
+}
+
+// Dial connects to the first of endpoints that accepts a connection, trying them in order.
+// With no endpoints it uses ResolveEndpoints(""): $ORCH_ADDR or DefaultEndpoint. The error
+// names every endpoint tried and why it failed.
+func Dial(ctx context.Context, endpoints []string, opts ...Opt) (*Client, error) {
+	o := options{}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.connectTimeout <= 0 {
+		o.connectTimeout = DefaultConnectTimeout
+	}
+	if len(endpoints) == 0 {
+		endpoints = ResolveEndpoints("")
+	}
+	var errs []error
+	for _, ep := range endpoints {
+		conn, err := connect(ctx, ep, &o)
+		if err == nil {
+			return &Client{OrchClient: orchv1.NewOrchClient(conn), conn: conn, endpoint: ep}, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("could not connect to %s: %w", strings.Join(endpoints, ", "), errors.Join(errs...))
+}
+
+// connect dials one endpoint and waits until the connection is ready or has failed.
+func connect(ctx context.Context, endpoint string, o *options) (*grpc.ClientConn, error) {
+	var dialErr lastError
+	dialOpts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(dialErr.dialer),
+	}, o.dialOpts...)
+	conn, err := grpc.NewClient(endpoint, dialOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", endpoint, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.connectTimeout)
+	defer cancel()
+	conn.Connect()
+	for {
+		state := conn.GetState()
+		switch state {
+		case connectivity.Ready:
+			return conn, nil
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			conn.Close()
+			return nil, fmt.Errorf("endpoint %s: %w", endpoint, dialErr.or(state.String()))
+		}
+		if !conn.WaitForStateChange(ctx, state) {
+			conn.Close()
+			return nil, fmt.Errorf("endpoint %s: %w", endpoint, dialErr.or(ctx.Err().Error()))
+		}
+	}
+}
+
+// lastError records the last dial error so that a failed endpoint can say why (gRPC only
+// reports TRANSIENT_FAILURE).
+type lastError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (l *lastError) dialer(ctx context.Context, addr string) (net.Conn, error) {
+	network := "tcp"
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		network, addr = "unix", path
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		l.mu.Lock()
+		l.err = err
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *lastError) or(fallback string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
+	}
+	return errors.New(fallback)
+}
+
+// Endpoint returns the endpoint this client is connected to.
+func (c *Client) Endpoint() string { return c.endpoint }
+
+// Conn returns the underlying gRPC connection.
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }

@@ -1,0 +1,131 @@
+// Package api serves the client gRPC API (orchv1.Orch): it validates requests, writes through
+// Raft and reads the local state store. Errors are converted to gRPC codes once, here.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"orch/pkg/arn"
+	"orch/pkg/taskdef"
+	orchv1 "orch/proto/orch/v1"
+	"orch/scheduler/fsm"
+	"orch/scheduler/raftnode"
+	"orch/scheduler/state"
+)
+
+// Applier replicates a command and returns the FSM's result (raftnode.Node).
+type Applier interface {
+	Apply(ctx context.Context, t fsm.CommandType, m proto.Message) (any, error)
+}
+
+// NodeDialer opens a connection to an agent's node API (for logs).
+type NodeDialer func(ctx context.Context, address string) (orchv1.NodeServiceClient, error)
+
+// Server implements orchv1.OrchServer.
+type Server struct {
+	orchv1.UnimplementedOrchServer
+	store *state.Store
+	raft  Applier
+	arns  arn.Builder
+	log   *slog.Logger
+	dial  NodeDialer
+	now   func() time.Time
+
+	// placeMu serialises placement so that each plan is made against the state that includes
+	// the previous one (a single pipeline, as Nomad's plan applier).
+	placeMu sync.Mutex
+}
+
+// Opt configures a Server.
+type Opt func(*Server)
+
+// WithARNs sets the region and account of the ARNs.
+func WithARNs(b arn.Builder) Opt { return func(s *Server) { s.arns = b } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Opt { return func(s *Server) { s.log = l } }
+
+// WithNodeDialer sets how the server reaches agents for logs.
+func WithNodeDialer(d NodeDialer) Opt { return func(s *Server) { s.dial = d } }
+
+// WithClock sets the time source (tests).
+func WithClock(now func() time.Time) Opt { return func(s *Server) { s.now = now } }
+
+// New returns a server reading store and writing through raft.
+func New(store *state.Store, raft Applier, opts ...Opt) *Server {
+	s := &Server{store: store, raft: raft}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.arns == (arn.Builder{}) {
+		s.arns = arn.Default
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+// Attach adds the service to a gRPC server.
+func (s *Server) Attach(g *grpc.Server) { orchv1.RegisterOrchServer(g, s) }
+
+// toStatus converts an error to a gRPC status, once, at the edge.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var verr *taskdef.ValidationError
+	switch {
+	case errors.As(err, &verr), errors.Is(err, state.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, state.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, state.ErrConflict):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, raftnode.ErrNotLeader):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func invalid(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+func clusterName(s string) string {
+	if s == "" {
+		return "default"
+	}
+	return arn.ClusterName(s)
+}
+
+// activeCluster returns the named ACTIVE cluster or a NotFound error that names it.
+func activeCluster(r *state.ReadTxn, name string) (*orchv1.Cluster, error) {
+	c, err := r.Cluster(nil, name)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil || c.GetStatus() != "ACTIVE" {
+		return nil, status.Errorf(codes.NotFound, "cluster %s: cluster not found", name)
+	}
+	return c, nil
+}

@@ -1,0 +1,294 @@
+// Package dispatcher serves the agent API: host registration and the long-lived session
+// stream. A session sends the host its desired task set (state, not commands: the full set on
+// connect, then every change) and turns the agent's heartbeats and reports into Raft entries.
+package dispatcher
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"orch/pkg/lifecycle"
+	"orch/pkg/taskdef"
+	orchv1 "orch/proto/orch/v1"
+	"orch/scheduler/fsm"
+	"orch/scheduler/state"
+)
+
+// Applier replicates a command (raftnode.Node).
+type Applier interface {
+	Apply(ctx context.Context, t fsm.CommandType, m proto.Message) (any, error)
+}
+
+// Dispatcher implements orchv1.AgentServiceServer.
+type Dispatcher struct {
+	orchv1.UnimplementedAgentServiceServer
+	store *state.Store
+	raft  Applier
+	log   *slog.Logger
+	now   func() time.Time
+
+	mu       sync.Mutex
+	sessions map[string]uint64 // host id -> generation of its current session
+	gen      uint64
+
+	sessionsGauge prometheus.Gauge
+	reports       prometheus.Counter
+}
+
+// New returns a dispatcher; reg may be nil.
+func New(store *state.Store, raft Applier, log *slog.Logger, reg prometheus.Registerer) *Dispatcher {
+	d := &Dispatcher{
+		store: store, raft: raft, log: log, now: time.Now, sessions: map[string]uint64{},
+		sessionsGauge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orch_dispatcher_sessions", Help: "Agent sessions connected to this scheduler.",
+		}),
+		reports: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orch_dispatcher_task_status_reports_total", Help: "Task status reports received from agents.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(d.sessionsGauge, d.reports)
+	}
+	return d
+}
+
+// Attach adds the service to a gRPC server.
+func (d *Dispatcher) Attach(g *grpc.Server) { orchv1.RegisterAgentServiceServer(g, d) }
+
+func toStatus(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, state.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, state.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, state.ErrConflict):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Unavailable, err.Error())
+}
+
+// Register implements orchv1.AgentServiceServer: it records the host and its container
+// instances (one per cluster it serves). A host without an id gets a new one.
+func (d *Dispatcher) Register(ctx context.Context, req *orchv1.RegisterHostRequest) (*orchv1.RegisterHostResponse, error) {
+	if len(req.GetClusters()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "clusters: at least one cluster (or \"*\") is required")
+	}
+	if req.GetCpu() <= 0 || req.GetMemory() <= 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "cpu %d and memory %d must be positive", req.GetCpu(), req.GetMemory())
+	}
+	id := req.GetHostId()
+	if id == "" {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		id = hex.EncodeToString(b[:])
+	}
+	h := &orchv1.Host{
+		Id: id, Hostname: req.GetHostname(), Clusters: req.GetClusters(), Cpu: req.GetCpu(), Memory: req.GetMemory(),
+		Attributes: req.GetAttributes(), AgentVersion: req.GetAgentVersion(), Address: req.GetAddress(),
+		RegisteredAt: timestamppb.New(d.now()),
+	}
+	v, err := d.raft.Apply(ctx, fsm.CmdRegisterHost, &orchv1.RegisterHostCommand{Host: h})
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("register host %s (%s): %w", id, req.GetHostname(), err))
+	}
+	resp := v.(*orchv1.RegisterHostResponse)
+	d.log.Info("host registered", "host_id", id, "hostname", req.GetHostname(), "instances", len(resp.GetContainerInstances()))
+	return resp, nil
+}
+
+// Session implements orchv1.AgentServiceServer.
+func (d *Dispatcher) Session(stream orchv1.AgentService_SessionServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil || hello.GetHostId() == "" {
+		return status.Error(codes.InvalidArgument, "the first session message must be a hello with the host id")
+	}
+	hostID := hello.GetHostId()
+	h, err := d.store.Read().Host(nil, hostID)
+	if err != nil {
+		return toStatus(err)
+	}
+	if h == nil {
+		return status.Errorf(codes.NotFound, "host %s is not registered; register first", hostID)
+	}
+	gen := d.open(hostID)
+	defer d.close(hostID, gen)
+	if _, err := d.raft.Apply(ctx, fsm.CmdHostConnection, &orchv1.HostConnectionCommand{
+		HostId: hostID, Connected: true, At: timestamppb.New(d.now()),
+	}); err != nil {
+		return toStatus(err)
+	}
+	log := d.log.With("host_id", hostID)
+	log.Info("agent session opened")
+
+	var sendMu sync.Mutex
+	send := func(m *orchv1.SchedulerMessage) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(m)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- d.recvLoop(ctx, hostID, stream, send) }()
+	go func() { errc <- d.assignLoop(ctx, hostID, hello.GetKnownTaskIds(), send) }()
+	err = <-errc
+	cancel()
+	if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	log.Info("agent session closed", "err", err)
+	return err
+}
+
+func (d *Dispatcher) open(host string) uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.gen++
+	d.sessions[host] = d.gen
+	d.sessionsGauge.Set(float64(len(d.sessions)))
+	return d.gen
+}
+
+// close marks the host disconnected unless a newer session of it has opened meanwhile.
+func (d *Dispatcher) close(host string, gen uint64) {
+	d.mu.Lock()
+	current := d.sessions[host] == gen
+	if current {
+		delete(d.sessions, host)
+	}
+	d.sessionsGauge.Set(float64(len(d.sessions)))
+	d.mu.Unlock()
+	if !current {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := d.raft.Apply(ctx, fsm.CmdHostConnection, &orchv1.HostConnectionCommand{
+		HostId: host, Connected: false, At: timestamppb.New(d.now()),
+	}); err != nil {
+		d.log.Warn("could not record disconnect", "host_id", host, "err", err)
+	}
+}
+
+func (d *Dispatcher) recvLoop(ctx context.Context, host string, stream orchv1.AgentService_SessionServer, send func(*orchv1.SchedulerMessage) error) error {
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		switch msg := m.GetMsg().(type) {
+		case *orchv1.AgentMessage_Heartbeat:
+			if err := send(&orchv1.SchedulerMessage{Msg: &orchv1.SchedulerMessage_HeartbeatAck{HeartbeatAck: &orchv1.Heartbeat{SentAt: timestamppb.New(d.now())}}}); err != nil {
+				return err
+			}
+		case *orchv1.AgentMessage_Status:
+			d.reports.Add(float64(len(msg.Status.GetTasks())))
+			if _, err := d.raft.Apply(ctx, fsm.CmdTaskStatus, &orchv1.TaskStatusCommand{HostId: host, Tasks: msg.Status.GetTasks()}); err != nil {
+				return fmt.Errorf("host %s: task status: %w", host, err)
+			}
+		case *orchv1.AgentMessage_Usage:
+			if _, err := d.raft.Apply(ctx, fsm.CmdTaskUsage, &orchv1.TaskUsageCommand{HostId: host, Tasks: msg.Usage.GetTasks()}); err != nil {
+				return fmt.Errorf("host %s: task usage: %w", host, err)
+			}
+		}
+	}
+}
+
+// assignLoop sends the full desired set, then every change to the host's tasks, using the
+// store's watch channels (no polling).
+func (d *Dispatcher) assignLoop(ctx context.Context, host string, known []string, send func(*orchv1.SchedulerMessage) error) error {
+	sent := map[string]int64{} // task id -> version sent
+	tdCache := map[string]*orchv1.TaskDefinition{}
+	full := true
+	for {
+		ws := state.NewWatchSet()
+		ws.Add(d.store.AbandonCh())
+		r := d.store.Read()
+		tasks, err := r.TasksByHost(ws, host)
+		if err != nil {
+			return err
+		}
+		msg := &orchv1.Assignments{Full: full}
+		present := map[string]bool{}
+		for _, t := range tasks {
+			present[t.GetId()] = true
+			if t.GetLastStatus() == lifecycle.Stopped {
+				continue
+			}
+			if !full && sent[t.GetId()] == t.GetVersion() {
+				continue
+			}
+			td, err := d.taskDefinition(r, tdCache, t.GetTaskDefinitionArn())
+			if err != nil {
+				return err
+			}
+			msg.Tasks = append(msg.Tasks, &orchv1.Assignment{Task: t, TaskDefinition: td})
+			sent[t.GetId()] = t.GetVersion()
+		}
+		if full {
+			// Tasks the agent knows but the scheduler has no record of: clean them up.
+			for _, id := range known {
+				if !present[id] {
+					msg.RemovedTaskIds = append(msg.RemovedTaskIds, id)
+				}
+			}
+		}
+		for id := range sent {
+			if !present[id] {
+				msg.RemovedTaskIds = append(msg.RemovedTaskIds, id)
+				delete(sent, id)
+			}
+		}
+		if full || len(msg.Tasks) > 0 || len(msg.RemovedTaskIds) > 0 {
+			if err := send(&orchv1.SchedulerMessage{Msg: &orchv1.SchedulerMessage_Assignments{Assignments: msg}}); err != nil {
+				return err
+			}
+		}
+		full = false
+		if err := ws.WatchCtx(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+func (d *Dispatcher) taskDefinition(r *state.ReadTxn, cache map[string]*orchv1.TaskDefinition, ref string) (*orchv1.TaskDefinition, error) {
+	if td, ok := cache[ref]; ok {
+		return td, nil
+	}
+	family, rev, err := taskdef.ParseRef(ref)
+	if err != nil {
+		return nil, fmt.Errorf("task definition %s: %w", ref, err)
+	}
+	td, err := r.TaskDefinition(nil, family, rev)
+	if err != nil || td == nil {
+		return nil, fmt.Errorf("task definition %s: missing from state: %v", ref, err)
+	}
+	cache[ref] = td
+	return td, nil
+}

@@ -1,0 +1,61 @@
+package placement
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Gateway returns the first usable address of subnet: the host bridge's address.
+func Gateway(subnet string) (netip.Addr, error) {
+	p, err := netip.ParsePrefix(subnet)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("subnet %q: %w", subnet, err)
+	}
+	return p.Masked().Addr().Next(), nil
+}
+
+// NextIP returns the lowest address of subnet that is not the network, gateway or broadcast
+// address and is not in used.
+func NextIP(subnet string, used map[string]bool) (netip.Addr, error) {
+	p, err := netip.ParsePrefix(subnet)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("subnet %q: %w", subnet, err)
+	}
+	p = p.Masked()
+	gw := p.Addr().Next()
+	for a := gw.Next(); p.Contains(a); a = a.Next() {
+		if !p.Contains(a.Next()) { // broadcast
+			break
+		}
+		if !used[a.String()] {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("subnet %s: no free address", subnet)
+}
+
+// SubnetFor returns the n-th /24 of cidr.
+func SubnetFor(cidr string, n int) (string, error) {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return "", fmt.Errorf("cidr %q: %w", cidr, err)
+	}
+	if p.Bits() > 24 || !p.Addr().Is4() {
+		return "", fmt.Errorf("cidr %s: must be an IPv4 network of /24 or larger", cidr)
+	}
+	if n < 0 || n >= 1<<(24-p.Bits()) {
+		return "", fmt.Errorf("cidr %s: has no /24 number %d", cidr, n)
+	}
+	b := p.Masked().Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8
+	v += uint32(n) << 8
+	a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), 0})
+	return netip.PrefixFrom(a, 24).String(), nil
+}
+
+// Overlaps reports whether two CIDRs share any address.
+func Overlaps(a, b string) bool {
+	pa, err1 := netip.ParsePrefix(a)
+	pb, err2 := netip.ParsePrefix(b)
+	return err1 == nil && err2 == nil && pa.Overlaps(pb)
+}

@@ -1,0 +1,162 @@
+// Package raftnode wires hashicorp/raft for the scheduler: BoltDB log and stable store
+// (raft-boltdb/v2, fsync on every append, so an acknowledged write survives kill -9), file
+// snapshots, a TCP transport, bootstrap of a new cluster, and Apply of typed commands.
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"google.golang.org/protobuf/proto"
+
+	"orch/scheduler/fsm"
+)
+
+// ErrNotLeader is returned by Apply on a server that is not the leader.
+var ErrNotLeader = errors.New("not the leader")
+
+// Config configures one Raft voter.
+type Config struct {
+	ID        string // server id, stable across restarts
+	DataDir   string
+	BindAddr  string // raft transport, host:port
+	Advertise string // address other servers reach this one at; default BindAddr
+	// Bootstrap forms a new single-voter cluster when DataDir holds no Raft state.
+	Bootstrap bool
+	Logger    *slog.Logger
+	// ApplyTimeout bounds how long Apply waits to enqueue a command; default 10s.
+	ApplyTimeout time.Duration
+}
+
+// Node is a running Raft server.
+type Node struct {
+	raft      *raft.Raft
+	fsm       *fsm.FSM
+	transport *raft.NetworkTransport
+	store     *raftboltdb.BoltStore
+	cfg       Config
+}
+
+// New starts the Raft server for fsm.
+func New(cfg Config, f *fsm.FSM) (*Node, error) {
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = 10 * time.Second
+	}
+	if cfg.Advertise == "" {
+		cfg.Advertise = cfg.BindAddr
+	}
+	dir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("raft dir %s: %w", dir, err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("raft store: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclogger("raft-snapshots"))
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("raft snapshots: %w", err)
+	}
+	adv, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("raft advertise address %q: %w", cfg.Advertise, err)
+	}
+	transport, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, adv, 3, 10*time.Second, hclogger("raft-net"))
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("raft transport on %s: %w", cfg.BindAddr, err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = hclogger("raft")
+	rc.SnapshotThreshold = 8192
+	rc.TrailingLogs = 10240
+	if cfg.Bootstrap {
+		existing, err := raft.HasExistingState(store, store, snaps)
+		if err != nil {
+			transport.Close()
+			store.Close()
+			return nil, fmt.Errorf("raft state: %w", err)
+		}
+		if !existing {
+			conf := raft.Configuration{Servers: []raft.Server{{
+				Suffrage: raft.Voter, ID: rc.LocalID, Address: transport.LocalAddr(),
+			}}}
+			if err := raft.BootstrapCluster(rc, store, store, snaps, transport, conf); err != nil {
+				transport.Close()
+				store.Close()
+				return nil, fmt.Errorf("raft bootstrap: %w", err)
+			}
+		}
+	}
+	r, err := raft.NewRaft(rc, f, store, store, snaps, transport)
+	if err != nil {
+		transport.Close()
+		store.Close()
+		return nil, fmt.Errorf("raft: %w", err)
+	}
+	return &Node{raft: r, fsm: f, transport: transport, store: store, cfg: cfg}, nil
+}
+
+func hclogger(name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, Output: os.Stderr})
+}
+
+// Raft exposes the underlying server (leadership, configuration changes).
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// IsLeader reports whether this server is the leader now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// LeaderCh receives true when this server gains leadership and false when it loses it.
+func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }
+
+// Apply replicates one command and returns what the FSM returned for it. It returns once the
+// entry is committed and applied on this server (so a read that follows sees it).
+func (n *Node) Apply(ctx context.Context, t fsm.CommandType, m proto.Message) (any, error) {
+	if !n.IsLeader() {
+		return nil, ErrNotLeader
+	}
+	b, err := fsm.Encode(t, m)
+	if err != nil {
+		return nil, err
+	}
+	timeout := n.cfg.ApplyTimeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		timeout = time.Until(d)
+	}
+	f := n.raft.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return nil, fmt.Errorf("raft apply: %w", err)
+	}
+	res, _ := f.Response().(fsm.Result)
+	return res.Value, res.Err
+}
+
+// Barrier waits until every entry committed before it has been applied locally.
+func (n *Node) Barrier(timeout time.Duration) error { return n.raft.Barrier(timeout).Error() }
+
+// Shutdown stops the server and closes its stores.
+func (n *Node) Shutdown() error {
+	err := n.raft.Shutdown().Error()
+	n.transport.Close()
+	if cerr := n.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+

@@ -1,0 +1,270 @@
+// Package server is the scheduler's composition root: it opens the data dir, starts Raft with
+// the FSM and state store, serves the client and agent gRPC APIs and the HTTP endpoints
+// (/metrics, /healthz), and runs the leader-only loops while this server leads.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"orch/pkg/arn"
+	orchv1 "orch/proto/orch/v1"
+	"orch/scheduler/api"
+	"orch/scheduler/dispatcher"
+	"orch/scheduler/fsm"
+	"orch/scheduler/raftnode"
+	"orch/scheduler/state"
+)
+
+// Config of one scheduler.
+type Config struct {
+	DataDir   string
+	NodeID    string // default: kept in DataDir/node-id, created on first start
+	GRPCAddr  string // client and agent API, default 127.0.0.1:7400
+	HTTPAddr  string // /metrics and /healthz, default 127.0.0.1:7401; "" disables with "off"
+	RaftAddr  string // default 127.0.0.1:7402
+	Bootstrap bool   // form a new single-voter cluster if DataDir is empty
+	ARNs      arn.Builder
+	Logger    *slog.Logger
+	// Registry receives the scheduler's metrics; default a new registry with Go and process
+	// collectors.
+	Registry *prometheus.Registry
+}
+
+// Server is a running scheduler.
+type Server struct {
+	cfg      Config
+	store    *state.Store
+	raft     *raftnode.Node
+	grpc     *grpc.Server
+	http     *http.Server
+	grpcLis  net.Listener
+	log      *slog.Logger
+	stopLoop context.CancelFunc
+	wg       sync.WaitGroup
+
+	connMu sync.Mutex
+	conns  map[string]*grpc.ClientConn
+}
+
+// New starts a scheduler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.GRPCAddr == "" {
+		cfg.GRPCAddr = "127.0.0.1:7400"
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:7401"
+	}
+	if cfg.RaftAddr == "" {
+		cfg.RaftAddr = "127.0.0.1:7402"
+	}
+	if cfg.ARNs == (arn.Builder{}) {
+		cfg.ARNs = arn.Default
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	if cfg.NodeID == "" {
+		id, err := loadOrCreateID(filepath.Join(cfg.DataDir, "node-id"))
+		if err != nil {
+			return nil, err
+		}
+		cfg.NodeID = id
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, conns: map[string]*grpc.ClientConn{}}
+	store, err := state.New()
+	if err != nil {
+		return nil, err
+	}
+	s.store = store
+	f := fsm.New(store, cfg.ARNs, cfg.Logger)
+	s.raft, err = raftnode.New(raftnode.Config{
+		ID: cfg.NodeID, DataDir: cfg.DataDir, BindAddr: cfg.RaftAddr, Bootstrap: cfg.Bootstrap, Logger: cfg.Logger,
+	}, f)
+	if err != nil {
+		return nil, err
+	}
+
+	s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		s.raft.Shutdown()
+		return nil, fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
+	}
+	s.grpc = grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 10 * time.Second}),
+	)
+	api.New(store, s.raft, api.WithARNs(cfg.ARNs), api.WithLogger(cfg.Logger), api.WithNodeDialer(s.dialNode)).Attach(s.grpc)
+	dispatcher.New(store, s.raft, cfg.Logger, cfg.Registry).Attach(s.grpc)
+	go func() {
+		if err := s.grpc.Serve(s.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.log.Error("grpc server", "err", err)
+		}
+	}()
+
+	if cfg.HTTPAddr != "off" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", s.healthz)
+		hl, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+		}
+		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go s.http.Serve(hl)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopLoop = cancel
+	s.wg.Add(1)
+	go s.leaderLoop(ctx)
+	return s, nil
+}
+
+// GRPCAddr is the address the gRPC API listens on.
+func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
+
+// Store is the local state (read-only use).
+func (s *Server) Store() *state.Store { return s.store }
+
+// WaitLeader blocks until this server leads, or ctx ends.
+func (s *Server) WaitLeader(ctx context.Context) error {
+	for !s.raft.IsLeader() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for leadership: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return s.raft.Barrier(10 * time.Second)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	leader, _ := s.raft.Raft().LeaderWithID()
+	if leader == "" {
+		http.Error(w, "no raft leader", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintf(w, "ok leader=%s self=%s\n", leader, s.cfg.NodeID)
+}
+
+// leaderLoop runs the leader-only work while this server leads.
+func (s *Server) leaderLoop(ctx context.Context) {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case leader := <-s.raft.LeaderCh():
+			if leader {
+				s.log.Info("gained leadership", "node_id", s.cfg.NodeID)
+				s.establishLeadership(ctx)
+			} else {
+				s.log.Info("lost leadership", "node_id", s.cfg.NodeID)
+			}
+		}
+	}
+}
+
+// establishLeadership makes sure the default cluster exists (ECS has one from the start).
+func (s *Server) establishLeadership(ctx context.Context) {
+	if err := s.raft.Barrier(10 * time.Second); err != nil {
+		s.log.Warn("barrier after election", "err", err)
+		return
+	}
+	c, err := s.store.Read().Cluster(nil, "default")
+	if err != nil || c != nil {
+		return
+	}
+	if _, err := s.raft.Apply(ctx, fsm.CmdCreateCluster, &orchv1.CreateClusterCommand{Cluster: &orchv1.Cluster{
+		ClusterName: "default", CreatedAt: timestamppb.Now(),
+	}}); err != nil {
+		s.log.Warn("creating the default cluster", "err", err)
+	}
+}
+
+func (s *Server) dialNode(ctx context.Context, address string) (orchv1.NodeServiceClient, error) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if c, ok := s.conns[address]; ok {
+		return orchv1.NewNodeServiceClient(c), nil
+	}
+	c, err := grpc.NewClient(address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	s.conns[address] = c
+	return orchv1.NewNodeServiceClient(c), nil
+}
+
+// Close stops serving and shuts Raft down.
+func (s *Server) Close() error {
+	if s.stopLoop != nil {
+		s.stopLoop()
+	}
+	if s.grpc != nil {
+		stopped := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(3 * time.Second):
+			s.grpc.Stop()
+		}
+	}
+	if s.http != nil {
+		s.http.Close()
+	}
+	s.wg.Wait()
+	s.connMu.Lock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.connMu.Unlock()
+	return s.raft.Shutdown()
+}
+
+func loadOrCreateID(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("node id %s: %w", path, err)
+	}
+	var r [8]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", err
+	}
+	id := "scheduler-" + hex.EncodeToString(r[:])
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("node id %s: %w", path, err)
+	}
+	return id, nil
+}

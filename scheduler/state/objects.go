@@ -1,0 +1,149 @@
+package state
+
+import (
+	"sort"
+
+	orchv1 "orch/proto/orch/v1"
+)
+
+// Cluster returns the named cluster, or nil.
+func (r *ReadTxn) Cluster(ws WatchSet, name string) (*orchv1.Cluster, error) {
+	return first[*orchv1.Cluster](r, ws, TableClusters, "id", name)
+}
+
+// Clusters returns every cluster, by name.
+func (r *ReadTxn) Clusters(ws WatchSet) ([]*orchv1.Cluster, error) {
+	return list[*orchv1.Cluster](r, ws, TableClusters, "id")
+}
+
+// Host returns the host with the id, or nil.
+func (r *ReadTxn) Host(ws WatchSet, id string) (*orchv1.Host, error) {
+	return first[*orchv1.Host](r, ws, TableHosts, "id", id)
+}
+
+// Hosts returns every host.
+func (r *ReadTxn) Hosts(ws WatchSet) ([]*orchv1.Host, error) {
+	return list[*orchv1.Host](r, ws, TableHosts, "id")
+}
+
+// Instance returns the container instance with the id, or nil.
+func (r *ReadTxn) Instance(ws WatchSet, id string) (*orchv1.ContainerInstance, error) {
+	return first[*orchv1.ContainerInstance](r, ws, TableInstances, "id", id)
+}
+
+// InstancesByCluster returns the cluster's container instances.
+func (r *ReadTxn) InstancesByCluster(ws WatchSet, cluster string) ([]*orchv1.ContainerInstance, error) {
+	return list[*orchv1.ContainerInstance](r, ws, TableInstances, "cluster", cluster)
+}
+
+// InstancesByHost returns the host's container instances, one per cluster it serves.
+func (r *ReadTxn) InstancesByHost(ws WatchSet, host string) ([]*orchv1.ContainerInstance, error) {
+	return list[*orchv1.ContainerInstance](r, ws, TableInstances, "host", host)
+}
+
+// TaskDefinition returns family:revision, or with revision 0 the latest ACTIVE revision; nil
+// when there is none.
+func (r *ReadTxn) TaskDefinition(ws WatchSet, family string, revision int32) (*orchv1.TaskDefinition, error) {
+	if revision > 0 {
+		return first[*orchv1.TaskDefinition](r, ws, TableTaskDefs, "id", taskDefKey(family, revision))
+	}
+	revs, err := r.TaskDefinitionsByFamily(ws, family)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(revs) - 1; i >= 0; i-- {
+		if revs[i].GetStatus() == "ACTIVE" {
+			return revs[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// TaskDefinitionsByFamily returns every revision of family, oldest first.
+func (r *ReadTxn) TaskDefinitionsByFamily(ws WatchSet, family string) ([]*orchv1.TaskDefinition, error) {
+	return list[*orchv1.TaskDefinition](r, ws, TableTaskDefs, "family", family)
+}
+
+// LatestRevision returns the highest revision ever registered in family (0 if none).
+func (r *ReadTxn) LatestRevision(family string) (int32, error) {
+	revs, err := r.TaskDefinitionsByFamily(nil, family)
+	if err != nil || len(revs) == 0 {
+		return 0, err
+	}
+	return revs[len(revs)-1].GetRevision(), nil
+}
+
+// TaskDefinitions returns every revision of every family, by family then revision.
+func (r *ReadTxn) TaskDefinitions(ws WatchSet) ([]*orchv1.TaskDefinition, error) {
+	return list[*orchv1.TaskDefinition](r, ws, TableTaskDefs, "id")
+}
+
+// Task returns the task with the id, or nil.
+func (r *ReadTxn) Task(ws WatchSet, id string) (*orchv1.Task, error) {
+	return first[*orchv1.Task](r, ws, TableTasks, "id", id)
+}
+
+// Tasks returns every task.
+func (r *ReadTxn) Tasks(ws WatchSet) ([]*orchv1.Task, error) {
+	return list[*orchv1.Task](r, ws, TableTasks, "id")
+}
+
+// TasksByCluster returns the cluster's tasks, oldest first.
+func (r *ReadTxn) TasksByCluster(ws WatchSet, cluster string) ([]*orchv1.Task, error) {
+	tasks, err := list[*orchv1.Task](r, ws, TableTasks, "cluster", cluster)
+	sortByCreation(tasks)
+	return tasks, err
+}
+
+// TasksByHost returns the tasks placed on a host, in every cluster.
+func (r *ReadTxn) TasksByHost(ws WatchSet, host string) ([]*orchv1.Task, error) {
+	return list[*orchv1.Task](r, ws, TableTasks, "host", host)
+}
+
+// TasksByInstance returns the tasks placed on a container instance.
+func (r *ReadTxn) TasksByInstance(ws WatchSet, instance string) ([]*orchv1.Task, error) {
+	return list[*orchv1.Task](r, ws, TableTasks, "instance", instance)
+}
+
+func sortByCreation(tasks []*orchv1.Task) {
+	sort.SliceStable(tasks, func(i, j int) bool {
+		a, b := tasks[i].GetCreatedAt().AsTime(), tasks[j].GetCreatedAt().AsTime()
+		if a.Equal(b) {
+			return tasks[i].GetId() < tasks[j].GetId()
+		}
+		return a.Before(b)
+	})
+}
+
+// PutCluster inserts or replaces a cluster.
+func (w *WriteTxn) PutCluster(c *orchv1.Cluster) error { return w.insert(TableClusters, c) }
+
+// DeleteCluster removes a cluster.
+func (w *WriteTxn) DeleteCluster(c *orchv1.Cluster) error { return w.delete(TableClusters, c) }
+
+// PutHost inserts or replaces a host.
+func (w *WriteTxn) PutHost(h *orchv1.Host) error { return w.insert(TableHosts, h) }
+
+// PutInstance inserts or replaces a container instance.
+func (w *WriteTxn) PutInstance(c *orchv1.ContainerInstance) error {
+	return w.insert(TableInstances, c)
+}
+
+// DeleteInstance removes a container instance.
+func (w *WriteTxn) DeleteInstance(c *orchv1.ContainerInstance) error {
+	return w.delete(TableInstances, c)
+}
+
+// PutTaskDefinition inserts or replaces a task definition revision.
+func (w *WriteTxn) PutTaskDefinition(t *orchv1.TaskDefinition) error {
+	return w.insert(TableTaskDefs, t)
+}
+
+// PutTask inserts or replaces a task, stamping its modify index.
+func (w *WriteTxn) PutTask(t *orchv1.Task) error {
+	t.ModifyIndex = w.index
+	return w.insert(TableTasks, t)
+}
+
+// DeleteTask removes a task.
+func (w *WriteTxn) DeleteTask(t *orchv1.Task) error { return w.delete(TableTasks, t) }

@@ -1,0 +1,103 @@
+// Package state owns the scheduler's replicated state: go-memdb tables of proto objects
+// (clusters, hosts, container instances, task definitions, tasks), with the indexes the API and
+// the leader loops read by, and watch channels for blocking reads. Only the FSM writes to it.
+// Objects read from the store are shared and immutable: clone before changing.
+package state
+
+import (
+	"fmt"
+
+	"github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+
+	orchv1 "orch/proto/orch/v1"
+)
+
+// Table names.
+const (
+	TableClusters  = "clusters"
+	TableHosts     = "hosts"
+	TableInstances = "instances"
+	TableTaskDefs  = "taskdefs"
+	TableTasks     = "tasks"
+	TableIndex     = "index"
+)
+
+// keyIndex is a memdb indexer over a string computed from the object. An empty key leaves the
+// object out of the index (for optional indexes).
+type keyIndex[T proto.Message] struct{ key func(T) string }
+
+func (k keyIndex[T]) FromObject(obj any) (bool, []byte, error) {
+	o, ok := obj.(T)
+	if !ok {
+		return false, nil, fmt.Errorf("state: index got %T", obj)
+	}
+	v := k.key(o)
+	if v == "" {
+		return false, nil, nil
+	}
+	return true, []byte(v + "\x00"), nil
+}
+
+func (k keyIndex[T]) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("state: index takes one argument, got %d", len(args))
+	}
+	s, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("state: index argument must be a string, got %T", args[0])
+	}
+	return []byte(s + "\x00"), nil
+}
+
+func (k keyIndex[T]) PrefixFromArgs(args ...any) ([]byte, error) {
+	b, err := k.FromArgs(args...)
+	if err != nil {
+		return nil, err
+	}
+	return b[:len(b)-1], nil
+}
+
+func index[T proto.Message](name string, unique bool, key func(T) string) *memdb.IndexSchema {
+	return &memdb.IndexSchema{Name: name, Unique: unique, AllowMissing: !unique, Indexer: keyIndex[T]{key: key}}
+}
+
+// indexEntry records the Raft index at which a table last changed.
+type indexEntry struct {
+	Table string
+	Index uint64
+}
+
+func schema() *memdb.DBSchema {
+	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+		TableClusters: {Name: TableClusters, Indexes: map[string]*memdb.IndexSchema{
+			"id": index("id", true, func(c *orchv1.Cluster) string { return c.GetClusterName() }),
+		}},
+		TableHosts: {Name: TableHosts, Indexes: map[string]*memdb.IndexSchema{
+			"id": index("id", true, func(h *orchv1.Host) string { return h.GetId() }),
+		}},
+		TableInstances: {Name: TableInstances, Indexes: map[string]*memdb.IndexSchema{
+			"id":      index("id", true, func(c *orchv1.ContainerInstance) string { return c.GetId() }),
+			"cluster": index("cluster", false, func(c *orchv1.ContainerInstance) string { return c.GetCluster() }),
+			"host":    index("host", false, func(c *orchv1.ContainerInstance) string { return c.GetHostId() }),
+		}},
+		TableTaskDefs: {Name: TableTaskDefs, Indexes: map[string]*memdb.IndexSchema{
+			"id":     index("id", true, func(t *orchv1.TaskDefinition) string { return taskDefKey(t.GetFamily(), t.GetRevision()) }),
+			"family": index("family", false, func(t *orchv1.TaskDefinition) string { return t.GetFamily() }),
+		}},
+		TableTasks: {Name: TableTasks, Indexes: map[string]*memdb.IndexSchema{
+			"id":       index("id", true, func(t *orchv1.Task) string { return t.GetId() }),
+			"cluster":  index("cluster", false, func(t *orchv1.Task) string { return t.GetCluster() }),
+			"host":     index("host", false, func(t *orchv1.Task) string { return t.GetHostId() }),
+			"instance": index("instance", false, func(t *orchv1.Task) string { return t.GetContainerInstanceId() }),
+		}},
+		TableIndex: {Name: TableIndex, Indexes: map[string]*memdb.IndexSchema{
+			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Table"}},
+		}},
+	}}
+}
+
+// taskDefKey orders revisions numerically within a family.
+func taskDefKey(family string, revision int32) string {
+	return fmt.Sprintf("%s:%010d", family, revision)
+}

@@ -1,0 +1,169 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Store is the in-memory state. Reads take a consistent snapshot (MVCC); writes happen only in
+// the FSM, one write transaction per Raft entry.
+type Store struct {
+	mu        sync.RWMutex
+	db        *memdb.MemDB
+	abandonCh chan struct{} // closed when a restore replaces db
+}
+
+// New returns an empty store.
+func New() (*Store, error) {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		return nil, fmt.Errorf("state: schema: %w", err)
+	}
+	return &Store{db: db, abandonCh: make(chan struct{})}, nil
+}
+
+// Read returns a read-only snapshot of the state.
+func (s *Store) Read() *ReadTxn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return &ReadTxn{txn: s.db.Txn(false)}
+}
+
+// AbandonCh is closed when the store's contents are replaced by a snapshot restore; blocking
+// readers add it to their watch set so that they re-read.
+func (s *Store) AbandonCh() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.abandonCh
+}
+
+// Write starts the write transaction of the Raft entry at index. Commit or Abort it.
+func (s *Store) Write(index uint64) *WriteTxn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return &WriteTxn{ReadTxn: ReadTxn{txn: s.db.Txn(true)}, index: index}
+}
+
+// Replace swaps in the contents of other (a restored snapshot) and wakes every watcher.
+func (s *Store) Replace(other *Store) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.db = other.db
+	close(s.abandonCh)
+	s.abandonCh = make(chan struct{})
+}
+
+// ReadTxn reads one consistent version of the state.
+type ReadTxn struct{ txn *memdb.Txn }
+
+// WatchSet collects channels that fire when what was read changes.
+type WatchSet = memdb.WatchSet
+
+// NewWatchSet returns an empty watch set.
+func NewWatchSet() WatchSet { return memdb.NewWatchSet() }
+
+// TableIndex returns the Raft index at which table last changed.
+func (r *ReadTxn) TableIndex(table string) uint64 {
+	raw, err := r.txn.First(TableIndex, "id", table)
+	if err != nil || raw == nil {
+		return 0
+	}
+	return raw.(*indexEntry).Index
+}
+
+// LatestIndex is the highest Raft index applied to any table.
+func (r *ReadTxn) LatestIndex() uint64 {
+	it, err := r.txn.Get(TableIndex, "id")
+	if err != nil {
+		return 0
+	}
+	var max uint64
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if i := raw.(*indexEntry).Index; i > max {
+			max = i
+		}
+	}
+	return max
+}
+
+func first[T proto.Message](r *ReadTxn, ws WatchSet, table, idx string, arg string) (T, error) {
+	var zero T
+	ch, raw, err := r.txn.FirstWatch(table, idx, arg)
+	if err != nil {
+		return zero, fmt.Errorf("state: %s %s=%q: %w", table, idx, arg, err)
+	}
+	if ws != nil {
+		ws.Add(ch)
+	}
+	if raw == nil {
+		return zero, nil
+	}
+	return raw.(T), nil
+}
+
+func list[T proto.Message](r *ReadTxn, ws WatchSet, table, idx string, args ...any) ([]T, error) {
+	it, err := r.txn.Get(table, idx, args...)
+	if err != nil {
+		return nil, fmt.Errorf("state: %s by %s: %w", table, idx, err)
+	}
+	if ws != nil {
+		ws.Add(it.WatchCh())
+	}
+	var out []T
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(T))
+	}
+	return out, nil
+}
+
+// WriteTxn is the write transaction of one Raft entry.
+type WriteTxn struct {
+	ReadTxn
+	index   uint64
+	touched map[string]bool
+}
+
+// Index is the Raft index of the entry being applied.
+func (w *WriteTxn) Index() uint64 { return w.index }
+
+func (w *WriteTxn) insert(table string, obj proto.Message) error {
+	if err := w.txn.Insert(table, obj); err != nil {
+		return fmt.Errorf("state: insert into %s: %w", table, err)
+	}
+	w.touch(table)
+	return nil
+}
+
+func (w *WriteTxn) delete(table string, obj proto.Message) error {
+	if err := w.txn.Delete(table, obj); err != nil && !errors.Is(err, memdb.ErrNotFound) {
+		return fmt.Errorf("state: delete from %s: %w", table, err)
+	}
+	w.touch(table)
+	return nil
+}
+
+func (w *WriteTxn) touch(table string) {
+	if w.touched == nil {
+		w.touched = map[string]bool{}
+	}
+	w.touched[table] = true
+}
+
+// Commit records the entry's index on every table it changed and makes the changes visible.
+func (w *WriteTxn) Commit() error {
+	for table := range w.touched {
+		if err := w.txn.Insert(TableIndex, &indexEntry{Table: table, Index: w.index}); err != nil {
+			w.txn.Abort()
+			return fmt.Errorf("state: index of %s: %w", table, err)
+		}
+	}
+	w.txn.Commit()
+	return nil
+}
+
+// Abort drops the transaction's changes.
+func (w *WriteTxn) Abort() { w.txn.Abort() }
