@@ -145,6 +145,17 @@ func follow(ctx context.Context, path string, cur *logFile, emit func([]byte) er
 			}
 		}
 		chain, start := newerThan(path, cur)
+		{
+			var names []string
+			for _, lf := range chain {
+				names = append(names, fmt.Sprint(lf.f.Name(), ":", lf.id.ino))
+			}
+			ci := uint64(0)
+			if cur != nil {
+				ci = cur.id.ino
+			}
+			traceLog = append(traceLog, fmt.Sprintf("cur %d chain %v start %d", ci, names, start))
+		}
 		for _, lf := range chain[:start] {
 			lf.close()
 		}
@@ -341,3 +352,5 @@ func (r *ring) push(e Entry) {
 func (r *ring) entries() []Entry {
 	return append(slices.Clone(r.buf[r.next:]), r.buf[:r.next]...)
 }
+
+var traceLog []string

@@ -48,6 +48,10 @@ func run() error {
 		account    = flag.String("account", arn.DefaultAccount, "account in ARNs")
 		containerd = flag.String("containerd", "/run/containerd/containerd.sock", "--dev: containerd socket")
 		agentAddr  = flag.String("agent-addr", "127.0.0.1:7403", "--dev: the embedded agent's node API address")
+		agentData  = flag.String("agent-data-dir", "", "--dev: the embedded agent's data dir (default <data-dir>/agent)")
+		netnsDir   = flag.String("netns-dir", "", "--dev: where task network namespaces are mounted (default /run/netns)")
+		hostNetNS  = flag.String("host-netns", "", "--dev: do host-side networking (bridges, veths, nftables) in this network namespace")
+		namespace  = flag.String("namespace", "orch", "--dev: containerd namespace of the embedded agent")
 		logLevel   = flag.String("log-level", "info", "debug, info, warn or error")
 		insecure   listFlag
 	)
@@ -77,9 +81,13 @@ func run() error {
 	if err := srv.WaitLeader(ctx); err != nil {
 		return err
 	}
+	if *agentData == "" {
+		*agentData = filepath.Join(*dataDir, "agent")
+	}
 	a, err := agent.New(agent.Config{
-		Endpoints: []string{srv.GRPCAddr()}, Clusters: []string{"*"}, DataDir: filepath.Join(*dataDir, "agent"),
-		ContainerdAddress: *containerd, ListenAddr: *agentAddr, InsecureRegistries: insecure, Logger: log,
+		Endpoints: []string{srv.GRPCAddr()}, Clusters: []string{"*"}, DataDir: *agentData, ContainerdAddress: *containerd,
+		Namespace: *namespace, NetNSDir: *netnsDir, HostNetNS: *hostNetNS, ListenAddr: *agentAddr,
+		InsecureRegistries: insecure, Logger: log,
 	})
 	if err != nil {
 		return fmt.Errorf("embedded agent: %w", err)

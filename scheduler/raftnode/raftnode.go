@@ -159,4 +159,3 @@ func (n *Node) Shutdown() error {
 	}
 	return err
 }
-

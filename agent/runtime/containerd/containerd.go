@@ -59,7 +59,8 @@ type Runtime struct {
 	initBinary string
 	auth       func(host string) (user, secret string, err error)
 
-	pulls singleflight.Group
+	pulls    singleflight.Group
+	creating sync.Map // ids with a Create in progress
 
 	closed    chan struct{} // closed by Close: ends Wait goroutines and pull waits
 	closeOnce sync.Once

@@ -26,10 +26,19 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.ContainerSpec) (retEr
 	if spec.Def == nil {
 		return fmt.Errorf("container %s: no container definition", id)
 	}
+	if _, busy := r.creating.LoadOrStore(id, true); busy {
+		return fmt.Errorf("container %s: being created: %w", id, errdefs.ErrAlreadyExists)
+	}
+	defer r.creating.Delete(id)
 	if _, err := r.client.LoadContainer(ctx, id); err == nil {
 		return fmt.Errorf("container %s: %w", id, errdefs.ErrAlreadyExists)
 	} else if !errdefs.IsNotFound(err) {
 		return fmt.Errorf("container %s: %w", id, err)
+	}
+	// A snapshot without its container is left from a Create that was interrupted (agent
+	// killed); its lease would keep it for a day and block this id.
+	if err := r.removeSnapshot(ctx, id); err != nil {
+		return err
 	}
 	name, err := normalizeRef(spec.Def.GetImage())
 	if err != nil {
@@ -62,12 +71,9 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.ContainerSpec) (retEr
 		client.WithNewSpec(specOpts...),
 	)
 	if err != nil {
-		// The snapshot (key id) may have been prepared before the failure; it would only be
-		// collected later with NewContainer's lease. Not when the id was taken meanwhile: then
-		// the snapshot is the other container's.
-		if !errdefs.IsAlreadyExists(err) {
-			_ = r.removeSnapshot(context.WithoutCancel(ctx), id)
-		}
+		// The snapshot may have been prepared before the failure; without this it would stay
+		// until NewContainer's lease expires.
+		_ = r.removeSnapshot(context.WithoutCancel(ctx), id)
 		return fmt.Errorf("container %s: create: %w", id, err)
 	}
 	defer func() {

@@ -577,6 +577,15 @@ func testCreateErrors(t *testing.T, e *env) {
 		t.Fatalf("second Create of %s succeeded", spec.ID)
 	}
 
+	// A snapshot left by an interrupted Create does not block the id.
+	stale := e.spec(t, "true")
+	stale.ID = e.id("stale-snapshot")
+	sctx := namespaces.WithNamespace(ctx, e.namespace)
+	if _, err := e.rt.client.SnapshotService(snapshotter).Prepare(sctx, stale.ID, ""); err != nil {
+		t.Fatalf("prepare stale snapshot: %v", err)
+	}
+	e.create(t, stale)
+
 	bad := []struct {
 		name   string
 		mutate func(*runtime.ContainerSpec)
