@@ -48,7 +48,7 @@ func usageByHost(r *state.ReadTxn, host string) (*hostUsage, error) {
 			tdCache[t.GetTaskDefinitionArn()] = td
 		}
 		if td != nil {
-			tcp, udp := taskdef.HostPorts(taskdef.ApplyOverrides(td, t.GetOverrides()))
+			tcp, udp := reservedPorts(taskdef.ApplyOverrides(td, t.GetOverrides()))
 			for _, p := range tcp {
 				u.ports[fmt.Sprintf("tcp/%d", p)] = true
 			}
@@ -63,6 +63,17 @@ func usageByHost(r *state.ReadTxn, host string) (*hostUsage, error) {
 		}
 	}
 	return u, nil
+}
+
+// reservedPorts are the host ports a task takes on its node. Every orch task has its own ENI
+// (awsvpc, and orch's default when networkMode is empty), so its ports are on its own address
+// and never collide with another task's; only bridge and host mode bind the node's ports.
+func reservedPorts(td *orchv1.TaskDefinition) (tcp, udp []int32) {
+	switch td.GetNetworkMode() {
+	case "", "awsvpc":
+		return nil, nil
+	}
+	return taskdef.HostPorts(td)
 }
 
 // placementNodes describes the cluster's container instances for placement.

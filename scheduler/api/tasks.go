@@ -67,7 +67,7 @@ func (s *Server) RunTask(ctx context.Context, req *orchv1.RunTaskRequest) (*orch
 	}
 	eff := taskdef.ApplyOverrides(td, req.GetOverrides())
 	cpu, mem := taskdef.TaskResources(eff)
-	tcp, udp := taskdef.HostPorts(eff)
+	tcp, udp := reservedPorts(eff)
 	nodes, err := s.placementNodes(r, cluster.GetClusterName())
 	if err != nil {
 		return nil, toStatus(err)
