@@ -14,6 +14,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"orch/agent"
 	"orch/agent/logs"
 	"orch/pkg/arn"
@@ -64,9 +67,11 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(server.Config{
 		DataDir: *dataDir, NodeID: *nodeID, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, RaftAddr: *raftAddr,
-		Bootstrap: *bootstrap || *dev, ARNs: arn.Builder{Region: *region, Account: *account}, Logger: log,
+		Bootstrap: *bootstrap || *dev, ARNs: arn.Builder{Region: *region, Account: *account}, Logger: log, Registry: reg,
 	})
 	if err != nil {
 		return err
@@ -87,7 +92,7 @@ func run() error {
 	a, err := agent.New(agent.Config{
 		Endpoints: []string{srv.GRPCAddr()}, Clusters: []string{"*"}, DataDir: *agentData, ContainerdAddress: *containerd,
 		Namespace: *namespace, NetNSDir: *netnsDir, HostNetNS: *hostNetNS, ListenAddr: *agentAddr,
-		InsecureRegistries: insecure, Logger: log,
+		InsecureRegistries: insecure, Logger: log, Registry: reg, // agent metrics on the scheduler's /metrics
 	})
 	if err != nil {
 		return fmt.Errorf("embedded agent: %w", err)

@@ -166,6 +166,14 @@ func (d *Dispatcher) Session(stream orchv1.AgentService_SessionServer) error {
 	return err
 }
 
+// HasSession reports whether host has a session open on this scheduler.
+func (d *Dispatcher) HasSession(host string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.sessions[host]
+	return ok
+}
+
 func (d *Dispatcher) open(host string) uint64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -59,6 +59,7 @@ type Server struct {
 	http     *http.Server
 	grpcLis  net.Listener
 	log      *slog.Logger
+	disp     *dispatcher.Dispatcher
 	stopLoop context.CancelFunc
 	wg       sync.WaitGroup
 
@@ -121,7 +122,8 @@ func New(cfg Config) (*Server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 10 * time.Second}),
 	)
 	api.New(store, s.raft, api.WithARNs(cfg.ARNs), api.WithLogger(cfg.Logger), api.WithNodeDialer(s.dialNode)).Attach(s.grpc)
-	dispatcher.New(store, s.raft, cfg.Logger, cfg.Registry).Attach(s.grpc)
+	s.disp = dispatcher.New(store, s.raft, cfg.Logger, cfg.Registry)
+	s.disp.Attach(s.grpc)
 	go func() {
 		if err := s.grpc.Serve(s.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error("grpc server", "err", err)
@@ -193,11 +195,24 @@ func (s *Server) leaderLoop(ctx context.Context) {
 	}
 }
 
-// establishLeadership makes sure the default cluster exists (ECS has one from the start).
+// establishLeadership makes sure the default cluster exists (ECS has one from the start) and
+// that hosts recorded as connected really have a session: after a restart or a new election
+// the sessions of the old leader are gone, and agents reconnect to say they are alive.
 func (s *Server) establishLeadership(ctx context.Context) {
 	if err := s.raft.Barrier(10 * time.Second); err != nil {
 		s.log.Warn("barrier after election", "err", err)
 		return
+	}
+	hosts, _ := s.store.Read().Hosts(nil)
+	for _, h := range hosts {
+		if !h.GetConnected() || s.disp.HasSession(h.GetId()) {
+			continue
+		}
+		if _, err := s.raft.Apply(ctx, fsm.CmdHostConnection, &orchv1.HostConnectionCommand{
+			HostId: h.GetId(), Connected: false, At: timestamppb.Now(),
+		}); err != nil {
+			s.log.Warn("marking host disconnected", "host_id", h.GetId(), "err", err)
+		}
 	}
 	c, err := s.store.Read().Cluster(nil, "default")
 	if err != nil || c != nil {
