@@ -380,7 +380,7 @@ func (s *Server) WatchTasks(req *orchv1.WatchTasksRequest, stream orchv1.Orch_Wa
 	}
 	cluster := clusterName(req.GetCluster())
 	ctx := stream.Context()
-	var lastVersion map[string]int64
+	var lastVersion map[string]int32
 	for {
 		ws := state.NewWatchSet()
 		ws.Add(s.store.AbandonCh())
@@ -388,7 +388,7 @@ func (s *Server) WatchTasks(req *orchv1.WatchTasksRequest, stream orchv1.Orch_Wa
 		resp := &orchv1.WatchTasksResponse{}
 		changed := lastVersion == nil
 		done := true
-		versions := map[string]int64{}
+		versions := map[string]int32{}
 		for _, ref := range req.GetTasks() {
 			t, err := r.Task(ws, arn.LastSegment(ref))
 			if err != nil {

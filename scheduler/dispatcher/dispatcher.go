@@ -231,7 +231,7 @@ func (d *Dispatcher) recvLoop(ctx context.Context, host string, stream orchv1.Ag
 // assignLoop sends the full desired set, then every change to the host's tasks, using the
 // store's watch channels (no polling).
 func (d *Dispatcher) assignLoop(ctx context.Context, host string, known []string, send func(*orchv1.SchedulerMessage) error) error {
-	sent := map[string]int64{} // task id -> version sent
+	sent := map[string]int32{} // task id -> version sent
 	tdCache := map[string]*orchv1.TaskDefinition{}
 	full := true
 	for {

@@ -418,7 +418,7 @@ type ContainerInstance struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
 	ContainerInstanceArn string                 `protobuf:"bytes,1,opt,name=container_instance_arn,json=containerInstanceArn,proto3" json:"container_instance_arn,omitempty"`
 	Ec2InstanceId        string                 `protobuf:"bytes,2,opt,name=ec2_instance_id,json=ec2InstanceId,proto3" json:"ec2_instance_id,omitempty"` // orch: the host id
-	Version              int64                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Version              int32                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	VersionInfo          *VersionInfo           `protobuf:"bytes,4,opt,name=version_info,json=versionInfo,proto3" json:"version_info,omitempty"`
 	RemainingResources   []*Resource            `protobuf:"bytes,5,rep,name=remaining_resources,json=remainingResources,proto3" json:"remaining_resources,omitempty"`
 	RegisteredResources  []*Resource            `protobuf:"bytes,6,rep,name=registered_resources,json=registeredResources,proto3" json:"registered_resources,omitempty"`
@@ -484,7 +484,7 @@ func (x *ContainerInstance) GetEc2InstanceId() string {
 	return ""
 }
 
-func (x *ContainerInstance) GetVersion() int64 {
+func (x *ContainerInstance) GetVersion() int32 {
 	if x != nil {
 		return x.Version
 	}
@@ -1358,7 +1358,7 @@ type Task struct {
 	Containers           []*Container           `protobuf:"bytes,9,rep,name=containers,proto3" json:"containers,omitempty"`
 	StartedBy            string                 `protobuf:"bytes,10,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`
 	Group                string                 `protobuf:"bytes,11,opt,name=group,proto3" json:"group,omitempty"`
-	Version              int64                  `protobuf:"varint,12,opt,name=version,proto3" json:"version,omitempty"`
+	Version              int32                  `protobuf:"varint,12,opt,name=version,proto3" json:"version,omitempty"`
 	StoppedReason        string                 `protobuf:"bytes,13,opt,name=stopped_reason,json=stoppedReason,proto3" json:"stopped_reason,omitempty"`
 	StopCode             string                 `protobuf:"bytes,14,opt,name=stop_code,json=stopCode,proto3" json:"stop_code,omitempty"`
 	CreatedAt            *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
@@ -1497,7 +1497,7 @@ func (x *Task) GetGroup() string {
 	return ""
 }
 
-func (x *Task) GetVersion() int64 {
+func (x *Task) GetVersion() int32 {
 	if x != nil {
 		return x.Version
 	}
@@ -1790,7 +1790,7 @@ const file_orch_v1_types_proto_rawDesc = "" +
 	"\x11ContainerInstance\x124\n" +
 	"\x16container_instance_arn\x18\x01 \x01(\tR\x14containerInstanceArn\x12&\n" +
 	"\x0fec2_instance_id\x18\x02 \x01(\tR\rec2InstanceId\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\x03R\aversion\x127\n" +
+	"\aversion\x18\x03 \x01(\x05R\aversion\x127\n" +
 	"\fversion_info\x18\x04 \x01(\v2\x14.orch.v1.VersionInfoR\vversionInfo\x12B\n" +
 	"\x13remaining_resources\x18\x05 \x03(\v2\x11.orch.v1.ResourceR\x12remainingResources\x12D\n" +
 	"\x14registered_resources\x18\x06 \x03(\v2\x11.orch.v1.ResourceR\x13registeredResources\x12\x16\n" +
@@ -1901,7 +1901,7 @@ const file_orch_v1_types_proto_rawDesc = "" +
 	"started_by\x18\n" +
 	" \x01(\tR\tstartedBy\x12\x14\n" +
 	"\x05group\x18\v \x01(\tR\x05group\x12\x18\n" +
-	"\aversion\x18\f \x01(\x03R\aversion\x12%\n" +
+	"\aversion\x18\f \x01(\x05R\aversion\x12%\n" +
 	"\x0estopped_reason\x18\r \x01(\tR\rstoppedReason\x12\x1b\n" +
 	"\tstop_code\x18\x0e \x01(\tR\bstopCode\x129\n" +
 	"\n" +
