@@ -33,6 +33,7 @@ const (
 	CmdStopTasks                CommandType = 8
 	CmdTaskStatus               CommandType = 9
 	CmdTaskUsage                CommandType = 10
+	CmdDeleteTasks              CommandType = 11
 
 	// IgnoreUnknownFlag marks a command that older servers may skip when they do not know it.
 	IgnoreUnknownFlag CommandType = 128
@@ -81,6 +82,7 @@ var appliers = map[CommandType]applyFn{
 	CmdStopTasks:                applyStopTasks,
 	CmdTaskStatus:               applyTaskStatus,
 	CmdTaskUsage:                applyTaskUsage,
+	CmdDeleteTasks:              applyDeleteTasks,
 }
 
 // Apply implements raft.FSM.

@@ -168,8 +168,16 @@ func TestTaskLifecycle(t *testing.T) {
 		got.GetContainers()[0].GetExitCode() != 143 || got.GetStoppedAt() == nil || !proto.Equal(got.GetStartedAt(), started) {
 		t.Fatalf("stopped task: %v", got)
 	}
+	// Only stopped tasks are forgotten.
+	h.must(CmdPlaceTasks, &orchv1.PlaceTasksCommand{Tasks: []*orchv1.Task{task("t4", "10.64.0.9")}})
+	if n := h.must(CmdDeleteTasks, &orchv1.DeleteTasksCommand{TaskIds: []string{"t4"}}).(int); n != 0 {
+		t.Fatal("a live task was deleted")
+	}
 	// Its address is free again.
 	h.must(CmdPlaceTasks, &orchv1.PlaceTasksCommand{Tasks: []*orchv1.Task{task("t3", "10.64.0.2")}})
+	if n := h.must(CmdDeleteTasks, &orchv1.DeleteTasksCommand{TaskIds: []string{"t1"}}).(int); n != 1 {
+		t.Fatal("the stopped task was not deleted")
+	}
 	// A cluster with a live task cannot be deleted.
 	if _, err := h.apply(CmdDeleteCluster, &orchv1.DeleteClusterCommand{ClusterName: "a"}); !errors.Is(err, state.ErrConflict) {
 		t.Fatalf("delete with live tasks: err = %v", err)

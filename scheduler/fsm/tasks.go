@@ -183,3 +183,24 @@ func applyTaskUsage(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 	}
 	return nil, nil
 }
+
+// applyDeleteTasks forgets tasks; only STOPPED ones, whatever the command says.
+func applyDeleteTasks(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
+	var cmd orchv1.DeleteTasksCommand
+	decode(buf, &cmd)
+	n := 0
+	for _, id := range cmd.GetTaskIds() {
+		t, err := w.Task(nil, id)
+		if err != nil {
+			return nil, err
+		}
+		if t == nil || t.GetLastStatus() != lifecycle.Stopped {
+			continue
+		}
+		if err := w.DeleteTask(t); err != nil {
+			return nil, err
+		}
+		n++
+	}
+	return n, nil
+}

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"orch/pkg/arn"
+	"orch/pkg/lifecycle"
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/api"
 	"orch/scheduler/dispatcher"
@@ -45,6 +46,10 @@ type Config struct {
 	Bootstrap bool   // form a new single-voter cluster if DataDir is empty
 	ARNs      arn.Builder
 	Logger    *slog.Logger
+	// StoppedTaskRetention is how long a STOPPED task stays describable; default 1h.
+	StoppedTaskRetention time.Duration
+	// GCInterval is how often stopped tasks are collected; default 1m.
+	GCInterval time.Duration
 	// Registry receives the scheduler's metrics; default a new registry with Go and process
 	// collectors.
 	Registry *prometheus.Registry
@@ -80,6 +85,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.RaftAddr == "" {
 		cfg.RaftAddr = "127.0.0.1:7402"
+	}
+	if cfg.StoppedTaskRetention == 0 {
+		cfg.StoppedTaskRetention = time.Hour
+	}
+	if cfg.GCInterval == 0 {
+		cfg.GCInterval = time.Minute
 	}
 	if cfg.ARNs == (arn.Builder{}) {
 		cfg.ARNs = arn.Default
@@ -177,20 +188,58 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "ok leader=%s self=%s\n", leader, s.cfg.NodeID)
 }
 
-// leaderLoop runs the leader-only work while this server leads.
+// leaderLoop runs the leader-only work while this server leads. The loops write only through
+// Raft, so a new leader picks up where the old one stopped.
 func (s *Server) leaderLoop(ctx context.Context) {
 	defer s.wg.Done()
+	stop := func() {}
+	defer func() { stop() }()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case leader := <-s.raft.LeaderCh():
-			if leader {
-				s.log.Info("gained leadership", "node_id", s.cfg.NodeID)
-				s.establishLeadership(ctx)
-			} else {
+			stop()
+			if !leader {
 				s.log.Info("lost leadership", "node_id", s.cfg.NodeID)
+				continue
 			}
+			s.log.Info("gained leadership", "node_id", s.cfg.NodeID)
+			lctx, cancel := context.WithCancel(ctx)
+			var wg sync.WaitGroup
+			stop = func() { cancel(); wg.Wait() }
+			s.establishLeadership(lctx)
+			wg.Add(1)
+			go func() { defer wg.Done(); s.gcStoppedTasks(lctx) }()
+		}
+	}
+}
+
+// gcStoppedTasks forgets tasks that have been STOPPED for longer than the retention.
+func (s *Server) gcStoppedTasks(ctx context.Context) {
+	t := time.NewTicker(s.cfg.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		tasks, err := s.store.Read().Tasks(nil)
+		if err != nil {
+			continue
+		}
+		cmd := &orchv1.DeleteTasksCommand{}
+		for _, tk := range tasks {
+			if tk.GetLastStatus() == lifecycle.Stopped && time.Since(tk.GetStoppedAt().AsTime()) > s.cfg.StoppedTaskRetention {
+				cmd.TaskIds = append(cmd.TaskIds, tk.GetId())
+			}
+		}
+		if len(cmd.TaskIds) == 0 {
+			continue
+		}
+		if _, err := s.raft.Apply(ctx, fsm.CmdDeleteTasks, cmd); err != nil {
+			s.log.Warn("forgetting stopped tasks", "err", err)
 		}
 	}
 }

@@ -545,6 +545,51 @@ func (x *TaskUsageCommand) GetTasks() []*TaskUsageReport_Entry {
 	return nil
 }
 
+// DeleteTasksCommand forgets STOPPED tasks (ECS keeps a stopped task describable for a while).
+type DeleteTasksCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskIds       []string               `protobuf:"bytes,1,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTasksCommand) Reset() {
+	*x = DeleteTasksCommand{}
+	mi := &file_orch_v1_raft_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTasksCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTasksCommand) ProtoMessage() {}
+
+func (x *DeleteTasksCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_raft_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTasksCommand.ProtoReflect.Descriptor instead.
+func (*DeleteTasksCommand) Descriptor() ([]byte, []int) {
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DeleteTasksCommand) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
 var File_orch_v1_raft_proto protoreflect.FileDescriptor
 
 const file_orch_v1_raft_proto_rawDesc = "" +
@@ -579,7 +624,9 @@ const file_orch_v1_raft_proto_rawDesc = "" +
 	"\x05tasks\x18\x02 \x03(\v2\x13.orch.v1.TaskStatusR\x05tasks\"a\n" +
 	"\x10TaskUsageCommand\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x124\n" +
-	"\x05tasks\x18\x02 \x03(\v2\x1e.orch.v1.TaskUsageReport.EntryR\x05tasksB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
+	"\x05tasks\x18\x02 \x03(\v2\x1e.orch.v1.TaskUsageReport.EntryR\x05tasks\"/\n" +
+	"\x12DeleteTasksCommand\x12\x19\n" +
+	"\btask_ids\x18\x01 \x03(\tR\ataskIdsB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
 
 var (
 	file_orch_v1_raft_proto_rawDescOnce sync.Once
@@ -593,7 +640,7 @@ func file_orch_v1_raft_proto_rawDescGZIP() []byte {
 	return file_orch_v1_raft_proto_rawDescData
 }
 
-var file_orch_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_orch_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_orch_v1_raft_proto_goTypes = []any{
 	(*CreateClusterCommand)(nil),            // 0: orch.v1.CreateClusterCommand
 	(*DeleteClusterCommand)(nil),            // 1: orch.v1.DeleteClusterCommand
@@ -605,25 +652,26 @@ var file_orch_v1_raft_proto_goTypes = []any{
 	(*StopTasksCommand)(nil),                // 7: orch.v1.StopTasksCommand
 	(*TaskStatusCommand)(nil),               // 8: orch.v1.TaskStatusCommand
 	(*TaskUsageCommand)(nil),                // 9: orch.v1.TaskUsageCommand
-	(*Cluster)(nil),                         // 10: orch.v1.Cluster
-	(*timestamppb.Timestamp)(nil),           // 11: google.protobuf.Timestamp
-	(*TaskDefinition)(nil),                  // 12: orch.v1.TaskDefinition
-	(*Host)(nil),                            // 13: orch.v1.Host
-	(*Task)(nil),                            // 14: orch.v1.Task
-	(*TaskStatus)(nil),                      // 15: orch.v1.TaskStatus
-	(*TaskUsageReport_Entry)(nil),           // 16: orch.v1.TaskUsageReport.Entry
+	(*DeleteTasksCommand)(nil),              // 10: orch.v1.DeleteTasksCommand
+	(*Cluster)(nil),                         // 11: orch.v1.Cluster
+	(*timestamppb.Timestamp)(nil),           // 12: google.protobuf.Timestamp
+	(*TaskDefinition)(nil),                  // 13: orch.v1.TaskDefinition
+	(*Host)(nil),                            // 14: orch.v1.Host
+	(*Task)(nil),                            // 15: orch.v1.Task
+	(*TaskStatus)(nil),                      // 16: orch.v1.TaskStatus
+	(*TaskUsageReport_Entry)(nil),           // 17: orch.v1.TaskUsageReport.Entry
 }
 var file_orch_v1_raft_proto_depIdxs = []int32{
-	10, // 0: orch.v1.CreateClusterCommand.cluster:type_name -> orch.v1.Cluster
-	11, // 1: orch.v1.DeleteClusterCommand.at:type_name -> google.protobuf.Timestamp
-	12, // 2: orch.v1.RegisterTaskDefinitionCommand.task_definition:type_name -> orch.v1.TaskDefinition
-	11, // 3: orch.v1.DeregisterTaskDefinitionCommand.at:type_name -> google.protobuf.Timestamp
-	13, // 4: orch.v1.RegisterHostCommand.host:type_name -> orch.v1.Host
-	11, // 5: orch.v1.HostConnectionCommand.at:type_name -> google.protobuf.Timestamp
-	14, // 6: orch.v1.PlaceTasksCommand.tasks:type_name -> orch.v1.Task
-	11, // 7: orch.v1.StopTasksCommand.at:type_name -> google.protobuf.Timestamp
-	15, // 8: orch.v1.TaskStatusCommand.tasks:type_name -> orch.v1.TaskStatus
-	16, // 9: orch.v1.TaskUsageCommand.tasks:type_name -> orch.v1.TaskUsageReport.Entry
+	11, // 0: orch.v1.CreateClusterCommand.cluster:type_name -> orch.v1.Cluster
+	12, // 1: orch.v1.DeleteClusterCommand.at:type_name -> google.protobuf.Timestamp
+	13, // 2: orch.v1.RegisterTaskDefinitionCommand.task_definition:type_name -> orch.v1.TaskDefinition
+	12, // 3: orch.v1.DeregisterTaskDefinitionCommand.at:type_name -> google.protobuf.Timestamp
+	14, // 4: orch.v1.RegisterHostCommand.host:type_name -> orch.v1.Host
+	12, // 5: orch.v1.HostConnectionCommand.at:type_name -> google.protobuf.Timestamp
+	15, // 6: orch.v1.PlaceTasksCommand.tasks:type_name -> orch.v1.Task
+	12, // 7: orch.v1.StopTasksCommand.at:type_name -> google.protobuf.Timestamp
+	16, // 8: orch.v1.TaskStatusCommand.tasks:type_name -> orch.v1.TaskStatus
+	17, // 9: orch.v1.TaskUsageCommand.tasks:type_name -> orch.v1.TaskUsageReport.Entry
 	10, // [10:10] is the sub-list for method output_type
 	10, // [10:10] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
@@ -645,7 +693,7 @@ func file_orch_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orch_v1_raft_proto_rawDesc), len(file_orch_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
