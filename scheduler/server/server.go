@@ -129,6 +129,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
 	}
 	s.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(newGRPCMetrics(cfg.Registry).unary),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 10 * time.Second}),
 	)
