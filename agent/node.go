@@ -44,11 +44,19 @@ func (n *nodeService) GetLogs(req *orchv1.GetLogsRequest, stream orchv1.NodeServ
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && !req.GetFollow() {
 			return nil
 		}
+		// Lines longer than 16 KiB are stored as partial entries: join them back per stream.
+		partial := map[string]string{}
 		return logs.Read(ctx, path, logs.ReadOptions{Tail: int(req.GetTail()), Follow: req.GetFollow()}, func(le logs.Entry) error {
+			if le.Partial {
+				partial[le.Stream] += le.Message
+				return nil
+			}
+			msg := partial[le.Stream] + le.Message
+			delete(partial, le.Stream)
 			sendMu.Lock()
 			defer sendMu.Unlock()
 			return stream.Send(&orchv1.LogEntry{
-				Container: name, Stream: le.Stream, TimestampUnixNano: le.Time.UnixNano(), Message: le.Message,
+				Container: name, Stream: le.Stream, TimestampUnixNano: le.Time.UnixNano(), Message: msg,
 			})
 		})
 	}

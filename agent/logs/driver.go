@@ -55,7 +55,8 @@ const (
 )
 
 // DriverArgs returns the query arguments for cio.BinaryIO that make orch's own executable run
-// as the log driver writing to path. The shim passes every pair as two arguments, in map
+// as the log driver writing to path (absolute). maxSize <= 0 and maxFiles <= 0 select
+// DefaultMaxSize and DefaultMaxFiles. The shim passes every pair as two arguments, in map
 // (random) order.
 func DriverArgs(path string, maxSize int64, maxFiles int) map[string]string {
 	return map[string]string{
@@ -79,13 +80,16 @@ type driverConfig struct {
 	termGrace time.Duration
 }
 
-// parseDriverArgs reads the key/value pairs of a driver command line, in any order.
+// parseDriverArgs reads the key/value pairs of a driver command line, in any order. Only a
+// missing or relative path is an error: a bad size, count or grace falls back to its
+// default, because refusing would lose the container's output. Such values and unknown keys
+// come back as warnings.
 func parseDriverArgs(args []string) (driverConfig, []string, error) {
 	cfg := driverConfig{maxSize: DefaultMaxSize, maxFiles: DefaultMaxFiles, termGrace: defaultTermGrace}
 	if len(args)%2 != 0 {
 		return cfg, nil, fmt.Errorf("log driver: %d arguments, want key/value pairs", len(args))
 	}
-	var unknown []string
+	var warnings []string
 	for i := 0; i < len(args); i += 2 {
 		k, v := args[i], args[i+1]
 		switch k {
@@ -93,26 +97,25 @@ func parseDriverArgs(args []string) (driverConfig, []string, error) {
 		case argPath:
 			cfg.path = v
 		case argMaxSize:
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n <= 0 {
-				return cfg, nil, fmt.Errorf("log driver: %s %q: want a positive number of bytes", k, v)
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+				cfg.maxSize = n
+			} else {
+				warnings = append(warnings, fmt.Sprintf("%s %q: using %d", k, v, DefaultMaxSize))
 			}
-			cfg.maxSize = n
 		case argMaxFiles:
-			n, err := strconv.Atoi(v)
-			if err != nil || n <= 0 {
-				return cfg, nil, fmt.Errorf("log driver: %s %q: want a positive count", k, v)
+			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+				cfg.maxFiles = n
+			} else {
+				warnings = append(warnings, fmt.Sprintf("%s %q: using %d", k, v, DefaultMaxFiles))
 			}
-			cfg.maxFiles = n
 		case argTermGrace:
-			d, err := time.ParseDuration(v)
-			if err != nil || d < 0 {
-				return cfg, nil, fmt.Errorf("log driver: %s %q: want a duration", k, v)
+			if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+				cfg.termGrace = d
+			} else {
+				warnings = append(warnings, fmt.Sprintf("%s %q: using %s", k, v, defaultTermGrace))
 			}
-			cfg.termGrace = d
 		default:
-			// Not fatal: the container's output matters more than a stray argument.
-			unknown = append(unknown, k)
+			warnings = append(warnings, fmt.Sprintf("unknown argument %s", k))
 		}
 	}
 	if cfg.path == "" {
@@ -121,7 +124,7 @@ func parseDriverArgs(args []string) (driverConfig, []string, error) {
 	if !filepath.IsAbs(cfg.path) {
 		return cfg, nil, fmt.Errorf("log driver: %s %q: must be absolute", argPath, cfg.path)
 	}
-	return cfg, unknown, nil
+	return cfg, warnings, nil
 }
 
 // DriverMain runs the log driver: args are the key/value pairs from DriverArgs (os.Args[1:]),
@@ -141,13 +144,13 @@ func DriverMain(args []string) int {
 	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(term)
 
-	cfg, unknown, cfgErr := parseDriverArgs(args)
+	cfg, warnings, cfgErr := parseDriverArgs(args)
 	var w *Writer
 	if cfgErr != nil {
 		log.Error("bad arguments; discarding container output", "err", cfgErr)
 	} else {
-		if len(unknown) > 0 {
-			log.Warn("ignoring unknown arguments", "args", unknown)
+		for _, w := range warnings {
+			log.Warn("argument ignored", "detail", w)
 		}
 		w, _ = NewWriter(cfg.path, cfg.maxSize, cfg.maxFiles) // cannot fail: path is set
 		if err := w.Open(); err != nil {

@@ -126,11 +126,11 @@ func TestIsDriver(t *testing.T) {
 
 func TestParseDriverArgs(t *testing.T) {
 	tests := []struct {
-		name    string
-		args    []string
-		want    driverConfig
-		unknown int
-		wantErr bool
+		name     string
+		args     []string
+		want     driverConfig
+		warnings int
+		wantErr  bool
 	}{
 		{
 			name: "all in shim order",
@@ -143,28 +143,32 @@ func TestParseDriverArgs(t *testing.T) {
 			want: driverConfig{path: "/l/c.log", maxSize: DefaultMaxSize, maxFiles: DefaultMaxFiles, termGrace: defaultTermGrace},
 		},
 		{
-			name:    "grace and unknown key",
-			args:    []string{"--path", "/l/c.log", "--term-grace", "100ms", "--new-thing", "x"},
-			want:    driverConfig{path: "/l/c.log", maxSize: DefaultMaxSize, maxFiles: DefaultMaxFiles, termGrace: 100 * time.Millisecond},
-			unknown: 1,
+			name:     "grace and unknown key",
+			args:     []string{"--path", "/l/c.log", "--term-grace", "100ms", "--new-thing", "x"},
+			want:     driverConfig{path: "/l/c.log", maxSize: DefaultMaxSize, maxFiles: DefaultMaxFiles, termGrace: 100 * time.Millisecond},
+			warnings: 1,
 		},
 		{name: "no path", args: []string{DriverFlag, "1"}, wantErr: true},
 		{name: "relative path", args: []string{"--path", "c.log"}, wantErr: true},
 		{name: "odd", args: []string{"--path"}, wantErr: true},
-		{name: "bad size", args: []string{"--path", "/c.log", "--max-size", "10M"}, wantErr: true},
-		{name: "zero files", args: []string{"--path", "/c.log", "--max-files", "0"}, wantErr: true},
+		{
+			name:     "bad numbers fall back to defaults",
+			args:     []string{"--path", "/c.log", "--max-size", "10M", "--max-files", "0", "--term-grace", "-1s"},
+			want:     driverConfig{path: "/c.log", maxSize: DefaultMaxSize, maxFiles: DefaultMaxFiles, termGrace: defaultTermGrace},
+			warnings: 3,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, unknown, err := parseDriverArgs(tt.args)
+			got, warnings, err := parseDriverArgs(tt.args)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
 			}
 			if tt.wantErr {
 				return
 			}
-			if got != tt.want || len(unknown) != tt.unknown {
-				t.Fatalf("got %+v (unknown %q), want %+v (%d unknown)", got, unknown, tt.want, tt.unknown)
+			if got != tt.want || len(warnings) != tt.warnings {
+				t.Fatalf("got %+v (warnings %q), want %+v (%d warnings)", got, warnings, tt.want, tt.warnings)
 			}
 		})
 	}
@@ -182,9 +186,9 @@ func TestDriverArgsRoundTrip(t *testing.T) {
 	if !IsDriver(append([]string{"/bin/x"}, args...)) {
 		t.Fatalf("IsDriver false for %q", args)
 	}
-	cfg, unknown, err := parseDriverArgs(args)
-	if err != nil || len(unknown) != 0 {
-		t.Fatalf("parse %q: %v (unknown %q)", args, err, unknown)
+	cfg, warnings, err := parseDriverArgs(args)
+	if err != nil || len(warnings) != 0 {
+		t.Fatalf("parse %q: %v (warnings %q)", args, err, warnings)
 	}
 	if cfg.path != "/var/log/orch/t 1/c.log" || cfg.maxSize != 4096 || cfg.maxFiles != 7 {
 		t.Fatalf("parsed %+v", cfg)

@@ -32,6 +32,9 @@ const (
 	// maxGapFill bounds how many missing rotated numbers openChain tries between two listed
 	// ones; Writer numbers its files without gaps, so only a foreign file makes a big one.
 	maxGapFill = 1024
+	// maxScans bounds the retries of openChain while rotations keep moving files; the last
+	// scan is used as it is.
+	maxScans = 20
 )
 
 // Read calls fn for each entry of the log at path: its rotated files first, oldest first,
@@ -105,8 +108,8 @@ func Read(ctx context.Context, path string, opts ReadOptions, fn func(Entry) err
 // that (the writer closes a file before renaming it, so nothing is written to it after the
 // rename), then the files that are newer than it are read in order, so that no entry is
 // lost or repeated even when several rotations happen between two polls. Entries are lost
-// only when a file is deleted before the follower gets to it: more than maxFiles-1
-// rotations (any with maxFiles 1) within one poll interval.
+// only when a file is deleted before the follower gets to it: more than maxFiles rotations
+// within one poll interval (cur itself stays readable through its descriptor).
 func follow(ctx context.Context, path string, cur *logFile, emit func([]byte) error) error {
 	defer func() {
 		if cur != nil {
@@ -145,17 +148,6 @@ func follow(ctx context.Context, path string, cur *logFile, emit func([]byte) er
 			}
 		}
 		chain, start := newerThan(path, cur)
-		{
-			var names []string
-			for _, lf := range chain {
-				names = append(names, fmt.Sprint(lf.f.Name(), ":", lf.id.ino))
-			}
-			ci := uint64(0)
-			if cur != nil {
-				ci = cur.id.ino
-			}
-			traceLog = append(traceLog, fmt.Sprintf("cur %d chain %v start %d", ci, names, start))
-		}
 		for _, lf := range chain[:start] {
 			lf.close()
 		}
@@ -202,14 +194,34 @@ func newerThan(path string, cur *logFile) ([]*logFile, int) {
 	}
 }
 
-// openChain opens the files of the log at path and returns them oldest first. It opens them
-// newest first (path, path.1, path.2, ...), trying every number up to the highest listed
-// (a listing taken during a rotation has gaps), and skips any file already opened under
-// another name. Rotation only moves a file to a higher number, so a file newer than one the
-// scan found at path.n was found at some lower number: nothing newer than a file in the
-// chain is missed, and nothing is read twice.
+// openChain opens the files of the log at path and returns them oldest first.
+//
+// It opens them by name, newest first (path, path.1, path.2, ...), trying every number up to
+// the highest listed (a listing taken during a rotation has gaps), and then checks that each
+// file is still at the name it was opened from. Rotation only moves a file to a higher
+// number, so when the check passes the numbers give the age order, and a file newer than
+// one found at path.n was found at a lower number: nothing newer than a file in the chain
+// is missed. A rotation during the scan fails the check and the scan is repeated.
 func openChain(path string) []*logFile {
-	var files []*logFile
+	for attempt := 1; ; attempt++ {
+		files, names := scanChain(path)
+		if attempt == maxScans || namesHold(files, names) {
+			slices.Reverse(files)
+			return files
+		}
+		for _, lf := range files {
+			lf.close()
+		}
+	}
+}
+
+// scanChain opens the files of the log newest first and returns them with the names they
+// were opened from; a file seen under two names (moved during the scan) is kept once.
+func scanChain(path string) ([]*logFile, []string) {
+	var (
+		files []*logFile
+		names []string
+	)
 	seen := make(map[fileID]bool)
 	add := func(name string) {
 		f, err := os.Open(name)
@@ -228,11 +240,11 @@ func openChain(path string) []*logFile {
 		}
 		seen[id] = true
 		files = append(files, &logFile{f: f, id: id})
+		names = append(names, name)
 	}
 	add(path)
-	listed := listRotated(path)
 	next := 1
-	for _, r := range listed {
+	for _, r := range listRotated(path) {
 		// Fill gaps below each listed number, within reason: a stray path.100000 must not
 		// cost 100000 opens.
 		if r.index-next > maxGapFill {
@@ -242,8 +254,18 @@ func openChain(path string) []*logFile {
 			add(rotatedName(path, next))
 		}
 	}
-	slices.Reverse(files)
-	return files
+	return files, names
+}
+
+// namesHold reports whether every file is still at the name it was opened from.
+func namesHold(files []*logFile, names []string) bool {
+	for i, lf := range files {
+		fi, err := os.Stat(names[i])
+		if err != nil || fileIDOf(fi) != lf.id {
+			return false
+		}
+	}
+	return true
 }
 
 // fileID identifies a file independently of its name.
@@ -352,5 +374,3 @@ func (r *ring) push(e Entry) {
 func (r *ring) entries() []Entry {
 	return append(slices.Clone(r.buf[r.next:]), r.buf[:r.next]...)
 }
-
-var traceLog []string
