@@ -10,7 +10,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 APT_PACKAGES := containerd runc docker-registry busybox-static tini iproute2 nftables protobuf-compiler curl ca-certificates
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build run stop test unit lint proto deps bench-smoke clean
+.PHONY: all build run stop test unit lint proto deps bench bench-smoke clean
 
 all: build
 
@@ -48,6 +48,14 @@ proto:
 	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	PATH=$(BIN):$$PATH protoc -I proto -I /usr/include --go_out=. --go_opt=module=orch \
 		--go-grpc_out=. --go-grpc_opt=module=orch proto/orch/v1/*.proto
+
+# bench measures task start against the bare containerd floor (see test/bench); never part of
+# make test, whose TestSmoke runs the same harness in a few seconds.
+bench: deps build
+	$(GO) run ./test/bench/cmd/orch-bench -bin $(BIN) -n 20 -json $(CURDIR)/bench.json
+
+bench-smoke: deps build
+	$(GO) run ./test/bench/cmd/orch-bench -bin $(BIN) -smoke
 
 clean:
 	rm -rf $(BIN)

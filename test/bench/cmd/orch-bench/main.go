@@ -1,0 +1,64 @@
+// Command orch-bench measures orch's task start latency next to the floor (a bare containerd
+// create+start with the same networking) on this machine and prints both with their ratio:
+//
+//	go run ./test/bench/cmd/orch-bench -n 20 -json bench.json
+//
+// It needs root and starts everything it uses in private places (see package orch/test/bench).
+// -smoke runs 2 measurements per side, for make bench-smoke.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"orch/test/bench"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "orch-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		n        = flag.Int("n", bench.DefaultN, "measured runs per side")
+		jsonPath = flag.String("json", "", "also write the result as JSON to this file")
+		binDir   = flag.String("bin", "", "directory with orch-scheduler (default: go build ./cmd/... into a temp dir)")
+		smoke    = flag.Bool("smoke", false, fmt.Sprintf("smoke mode: n=%d", bench.SmokeN))
+	)
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %v", flag.Args())
+	}
+	if *smoke {
+		*n = bench.SmokeN
+	}
+	if *n < 1 {
+		return fmt.Errorf("-n %d: want at least 1", *n)
+	}
+	// The first Ctrl-C cancels the run, which then cleans up; later ones are ignored until
+	// the cleanup is done, so that nothing is left behind.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	res, err := bench.Run(ctx, bench.Config{N: *n, BinDir: *binDir, Logf: func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "orch-bench: %6.1fs "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
+	}})
+	if err != nil {
+		return err
+	}
+	if err := res.WriteTable(os.Stdout); err != nil {
+		return err
+	}
+	if *jsonPath != "" {
+		return res.WriteJSON(*jsonPath)
+	}
+	return nil
+}
