@@ -47,11 +47,12 @@ type Config struct {
 }
 
 type container struct {
-	def     *orchv1.ContainerDefinition
-	id      string
-	started bool
-	exit    *runtime.ExitStatus
-	lost    bool // it ran once but the runtime no longer has it
+	def      *orchv1.ContainerDefinition
+	id       string
+	started  bool
+	exit     *runtime.ExitStatus
+	lost     bool // it ran once but the runtime no longer has it
+	watching bool
 }
 
 type exitEvent struct {
@@ -130,6 +131,13 @@ func (r *Runner) Status() *orchv1.TaskStatus {
 	return proto.Clone(r.st).(*orchv1.TaskStatus)
 }
 
+// assignment returns the current assignment; Update replaces it from another goroutine.
+func (r *Runner) assignment() *orchv1.Assignment {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.a
+}
+
 func (r *Runner) stopWanted() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -173,6 +181,8 @@ func (r *Runner) containerStatuses() []*orchv1.ContainerStatus {
 			}
 		case c.started:
 			cs.LastStatus = lifecycle.ContainerRunning
+		case lifecycle.Rank(r.st.LastStatus) >= lifecycle.Rank(lifecycle.Deprovisioning):
+			cs.LastStatus = lifecycle.ContainerStopped // never started, and never will
 		}
 		out = append(out, cs)
 	}
@@ -192,7 +202,7 @@ func (r *Runner) Run(ctx context.Context) {
 		return
 	}
 	var stop *errStop
-	if r.stopWanted() {
+	if r.stopWanted() || lifecycle.Rank(r.Status().GetLastStatus()) >= lifecycle.Rank(lifecycle.Deactivating) {
 		stop = &errStop{}
 	} else if err := r.start(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -251,6 +261,7 @@ func (r *Runner) watchExit(ctx context.Context, c *container) error {
 	if err != nil {
 		return fmt.Errorf("container %s: wait: %w", c.def.GetName(), err)
 	}
+	c.watching = true
 	go func() {
 		select {
 		case st, ok := <-ch:
@@ -267,9 +278,10 @@ func (r *Runner) watchExit(ctx context.Context, c *container) error {
 }
 
 func (r *Runner) eniSpec() eni.Spec {
-	e := r.a.GetTask().GetEni()
+	a := r.assignment()
+	e := a.GetTask().GetEni()
 	return eni.Spec{
-		TaskID: r.a.GetTask().GetId(), NetNS: e.GetNetns(), Bridge: e.GetBridge(), IP: e.GetIp(),
+		TaskID: a.GetTask().GetId(), NetNS: e.GetNetns(), Bridge: e.GetBridge(), IP: e.GetIp(),
 		PrefixLen: int(e.GetPrefixLen()), Gateway: e.GetGateway(), MAC: e.GetMac(),
 	}
 }
@@ -286,16 +298,29 @@ func (r *Runner) stop(ctx context.Context, why *errStop) {
 	})
 	r.advance(lifecycle.Stopping)
 	// Dependents stop before what they depend on: reverse start order.
-	for i := len(r.containers) - 1; i >= 0; i-- {
-		c := r.containers[i]
+	order := r.startOrder()
+	for i := len(order) - 1; i >= 0; i-- {
+		c := order[i]
 		if !c.started || c.exit != nil || c.lost {
 			continue
+		}
+		if !c.watching {
+			if err := r.watchExit(ctx, c); err != nil {
+				if errors.Is(err, runtime.ErrNotFound) {
+					r.set(func(*orchv1.TaskStatus) { c.lost = true })
+					continue
+				}
+				r.log.Warn("watching container", "container", c.def.GetName(), "err", err)
+			}
 		}
 		timeout := taskdef.StopTimeout(c.def)
 		if err := r.cfg.Runtime.Stop(ctx, c.id, timeout); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 			r.log.Warn("stopping container", "container", c.def.GetName(), "err", err)
 		}
 		r.awaitExit(ctx, c)
+	}
+	if ctx.Err() != nil {
+		return // the agent is shutting down: the next one finishes the stop
 	}
 	r.set(func(st *orchv1.TaskStatus) { st.ExecutionStoppedAt = timestamppb.Now() })
 	r.advance(lifecycle.Deprovisioning)
@@ -304,7 +329,7 @@ func (r *Runner) stop(ctx context.Context, why *errStop) {
 			r.log.Warn("deleting container", "container", c.def.GetName(), "err", err)
 		}
 	}
-	if r.a.GetTask().GetEni() != nil {
+	if r.assignment().GetTask().GetEni() != nil {
 		if err := r.cfg.Network.Teardown(ctx, r.eniSpec()); err != nil {
 			r.log.Warn("tearing down the ENI", "err", err)
 		}
@@ -330,4 +355,27 @@ func (r *Runner) awaitExit(ctx context.Context, c *container) {
 			return
 		}
 	}
+}
+
+// startOrder lists the containers with each one after the containers it depends on.
+func (r *Runner) startOrder() []*container {
+	var out []*container
+	seen := map[*container]bool{}
+	var visit func(c *container)
+	visit = func(c *container) {
+		if seen[c] {
+			return
+		}
+		seen[c] = true
+		for _, d := range c.def.GetDependsOn() {
+			if dep := r.byName[d.GetContainerName()]; dep != nil {
+				visit(dep)
+			}
+		}
+		out = append(out, c)
+	}
+	for _, c := range r.containers {
+		visit(c)
+	}
+	return out
 }

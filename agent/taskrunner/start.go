@@ -41,7 +41,7 @@ func (r *Runner) start(ctx context.Context) error {
 			}
 		}
 	})
-	r.log.Info("task running", "ip", r.a.GetTask().GetEni().GetIp())
+	r.log.Info("task running", "ip", r.assignment().GetTask().GetEni().GetIp())
 	return nil
 }
 
@@ -64,7 +64,7 @@ func (r *Runner) unsupported() error {
 }
 
 func (r *Runner) provision(ctx context.Context) error {
-	e := r.a.GetTask().GetEni()
+	e := r.assignment().GetTask().GetEni()
 	if e == nil {
 		return errors.New("task has no ENI")
 	}
@@ -81,9 +81,10 @@ func (r *Runner) provision(ctx context.Context) error {
 }
 
 func (r *Runner) hostname() string {
-	ip, err := netip.ParseAddr(r.a.GetTask().GetEni().GetIp())
+	a := r.assignment()
+	ip, err := netip.ParseAddr(a.GetTask().GetEni().GetIp())
 	if err != nil {
-		return r.a.GetTask().GetId()[:12]
+		return a.GetTask().GetId()[:12]
 	}
 	return "ip-" + strings.ReplaceAll(ip.String(), ".", "-")
 }
@@ -97,7 +98,7 @@ func (r *Runner) writeFiles() error {
 	}
 	var hosts strings.Builder
 	hosts.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-	fmt.Fprintf(&hosts, "%s\t%s\n", r.a.GetTask().GetEni().GetIp(), r.hostname())
+	fmt.Fprintf(&hosts, "%s\t%s\n", r.assignment().GetTask().GetEni().GetIp(), r.hostname())
 	for _, c := range r.td.GetContainerDefinitions() {
 		for _, h := range c.GetExtraHosts() {
 			fmt.Fprintf(&hosts, "%s\t%s\n", h.GetIpAddress(), h.GetHostname())
@@ -140,7 +141,9 @@ func (r *Runner) pull(ctx context.Context) error {
 	seen := map[string]bool{}
 	for _, c := range r.containers {
 		img := c.def.GetImage()
-		if seen[img] {
+		// A container that already ran (adoption) needs no image: a registry that is down, or
+		// an image removed since, must not stop a task that is running.
+		if c.started || seen[img] {
 			continue
 		}
 		seen[img] = true
@@ -163,6 +166,8 @@ func (r *Runner) startContainers(ctx context.Context) error {
 		if err := r.adopt(ctx, c); err != nil {
 			return err
 		}
+	}
+	for _, c := range r.containers {
 		if c.started && (c.exit != nil || c.lost) && taskdef.Essential(c.def) {
 			return &errStop{code: lifecycle.EssentialContainerExited, reason: "Essential container in task exited"}
 		}
@@ -292,7 +297,7 @@ func (r *Runner) createAndStart(ctx context.Context, c *container) error {
 
 // spec resolves a container definition into what the runtime needs.
 func (r *Runner) spec(c *container) (runtime.ContainerSpec, error) {
-	t := r.a.GetTask()
+	t := r.assignment().GetTask()
 	def := c.def
 	env := make([]string, 0, len(def.GetEnvironment())+2)
 	for _, kv := range def.GetEnvironment() {
