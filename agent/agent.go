@@ -77,15 +77,17 @@ type Agent struct {
 	hostID   string
 	tasks    map[string]*entry
 	ready    chan struct{}
+	saveCh   chan struct{}
 	lastCPU  map[string]cpuSample
 	runnerWG sync.WaitGroup
 }
 
 type entry struct {
-	a      *orchv1.Assignment
-	runner *taskrunner.Runner
-	status *orchv1.TaskStatus
-	dirty  bool
+	a       *orchv1.Assignment
+	runner  *taskrunner.Runner
+	status  *orchv1.TaskStatus
+	dirty   bool // not yet sent to the scheduler
+	unsaved bool // not yet in the checkpoint
 }
 
 type cpuSample struct {
@@ -129,7 +131,7 @@ func New(cfg Config) (*Agent, error) {
 		}
 		cfg.Memory = mem
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, tasks: map[string]*entry{}, ready: make(chan struct{}, 1), lastCPU: map[string]cpuSample{}}
+	a := &Agent{cfg: cfg, log: cfg.Logger, tasks: map[string]*entry{}, ready: make(chan struct{}, 1), saveCh: make(chan struct{}, 1), lastCPU: map[string]cpuSample{}}
 	var err error
 	if a.db, err = state.Open(filepath.Join(cfg.DataDir, "agent.db")); err != nil {
 		return nil, err
@@ -211,10 +213,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	go a.gcLoop(ctx)
+	saved := make(chan struct{})
+	go func() { defer close(saved); a.saveLoop(ctx) }()
 	err := session.Run(ctx, session.Config{
 		Endpoints: a.cfg.Endpoints, Handler: a, Log: a.log, HeartbeatInterval: a.cfg.HeartbeatInterval,
 	})
 	a.runnerWG.Wait()
+	<-saved
+	a.save() // what the runners reported before they returned
 	return err
 }
 
@@ -298,7 +304,11 @@ func (a *Agent) startRunner(e *entry, existing map[string]runtime.ContainerInfo)
 
 func (a *Agent) logDir(taskID string) string { return filepath.Join(a.cfg.DataDir, "logs", taskID) }
 
-// report records a runner's status change: checkpoint first, then queue it for the scheduler.
+// report records a runner's status change and queues it for the scheduler and the checkpoint.
+// It never waits for the disk: the runner goes on while saveLoop writes every status changed
+// since its last write in one transaction. A status lost to a crash in between is not lost
+// work: the restarted agent adopts the containers from containerd and reports them again.
+// (The assignment itself is saved synchronously, before any container exists.)
 func (a *Agent) report(st *orchv1.TaskStatus) {
 	a.mu.Lock()
 	e := a.tasks[st.GetTaskId()]
@@ -308,15 +318,44 @@ func (a *Agent) report(st *orchv1.TaskStatus) {
 	}
 	e.status = st
 	e.dirty = true
-	asg := e.a
+	e.unsaved = true
 	a.mu.Unlock()
-	if err := a.db.PutTask(asg, st); err != nil {
-		a.log.Error("checkpoint", "task_id", st.GetTaskId(), "err", err)
-	}
 	a.m.observe(st)
-	select {
-	case a.ready <- struct{}{}:
-	default:
+	for _, ch := range []chan struct{}{a.ready, a.saveCh} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// saveLoop writes changed statuses to the checkpoint, batching whatever changed meanwhile.
+func (a *Agent) saveLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.saveCh:
+			a.save()
+		}
+	}
+}
+
+func (a *Agent) save() {
+	a.mu.Lock()
+	var batch []*orchv1.AgentCheckpoint
+	for _, e := range a.tasks {
+		if e.unsaved {
+			batch = append(batch, &orchv1.AgentCheckpoint{Assignment: e.a, Status: e.status})
+			e.unsaved = false
+		}
+	}
+	a.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	if err := a.db.PutTasks(batch); err != nil {
+		a.log.Error("checkpoint", "tasks", len(batch), "err", err)
 	}
 }
 
@@ -387,6 +426,7 @@ func (a *Agent) Assign(m *orchv1.Assignments) {
 			e.dirty = true
 		default:
 			e.a = asg
+			e.unsaved = true
 			e.runner.Update(asg)
 		}
 	}
@@ -410,11 +450,14 @@ func (a *Agent) Assign(m *orchv1.Assignments) {
 		stop := proto.Clone(e.a).(*orchv1.Assignment)
 		stop.Task.DesiredStatus = lifecycle.DesiredStopped
 		e.a = stop
+		e.unsaved = true
 		e.runner.Update(stop)
 	}
-	select {
-	case a.ready <- struct{}{}:
-	default:
+	for _, ch := range []chan struct{}{a.ready, a.saveCh} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 

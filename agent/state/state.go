@@ -76,6 +76,23 @@ func (d *DB) PutTask(a *orchv1.Assignment, st *orchv1.TaskStatus) error {
 	return d.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketTasks).Put([]byte(a.GetTask().GetId()), b) })
 }
 
+// PutTasks saves several tasks in one transaction (one fsync).
+func (d *DB) PutTasks(cps []*orchv1.AgentCheckpoint) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTasks)
+		for _, cp := range cps {
+			buf, err := proto.Marshal(cp)
+			if err != nil {
+				return fmt.Errorf("checkpoint task %s: %w", cp.GetAssignment().GetTask().GetId(), err)
+			}
+			if err := b.Put([]byte(cp.GetAssignment().GetTask().GetId()), buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // DeleteTask forgets a task.
 func (d *DB) DeleteTask(id string) error {
 	return d.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketTasks).Delete([]byte(id)) })

@@ -26,11 +26,16 @@ func TestCheckpointSurvivesReopen(t *testing.T) {
 	if err := db.PutTask(a, st); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.PutTask(&orchv1.Assignment{Task: &orchv1.Task{Id: "t2"}}, nil); err != nil {
+	if err := db.PutTasks([]*orchv1.AgentCheckpoint{
+		{Assignment: &orchv1.Assignment{Task: &orchv1.Task{Id: "t2"}}},
+		{Assignment: &orchv1.Assignment{Task: &orchv1.Task{Id: "t3"}}},
+	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.DeleteTask("t2"); err != nil {
-		t.Fatal(err)
+	for _, id := range []string{"t2", "t3"} {
+		if err := db.DeleteTask(id); err != nil {
+			t.Fatal(err)
+		}
 	}
 	db.Close()
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -22,16 +23,20 @@ func (r *Runner) start(ctx context.Context) error {
 	if err := r.unsupported(); err != nil {
 		return err
 	}
+	t0 := time.Now()
 	if err := r.provision(ctx); err != nil {
 		return err
 	}
 	r.advance(lifecycle.Pending)
+	t1 := time.Now()
 	if err := r.pull(ctx); err != nil {
 		return err
 	}
+	t2 := time.Now()
 	if err := r.startContainers(ctx); err != nil {
 		return err
 	}
+	t3 := time.Now()
 	r.advance(lifecycle.Activating)
 	r.set(func(st *orchv1.TaskStatus) {
 		if lifecycle.Forward(st.LastStatus, lifecycle.Running) {
@@ -41,7 +46,8 @@ func (r *Runner) start(ctx context.Context) error {
 			}
 		}
 	})
-	r.log.Info("task running", "ip", r.assignment().GetTask().GetEni().GetIp())
+	r.log.Info("task running", "ip", r.assignment().GetTask().GetEni().GetIp(),
+		"network_ms", ms(t1.Sub(t0)), "pull_ms", ms(t2.Sub(t1)), "containers_ms", ms(t3.Sub(t2)))
 	return nil
 }
 
@@ -355,6 +361,8 @@ func (r *Runner) spec(c *container) (runtime.ContainerSpec, error) {
 	}
 	return spec, nil
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func taskMemory(td *orchv1.TaskDefinition) int {
 	var n int

@@ -14,7 +14,7 @@ import (
 )
 
 // OrchCommands are orch's own programs, for BuildBinaries.
-var OrchCommands = []string{"./cmd/orch-scheduler", "./cmd/orch-agent", "./cmd/orchctl"}
+var OrchCommands = []string{"./cmd/orch-scheduler", "./cmd/orch-agent", "./cmd/orchctl", "./cmd/orch-logger"}
 
 // binDirPrefix names the per-process directory that BuildBinaries builds into.
 const binDirPrefix = "orch-harness-bin-"
