@@ -34,6 +34,10 @@ const (
 	CmdTaskStatus               CommandType = 9
 	CmdTaskUsage                CommandType = 10
 	CmdDeleteTasks              CommandType = 11
+	CmdRegisterServer           CommandType = 12
+	CmdDeregisterServer         CommandType = 13
+	CmdTagResource              CommandType = 14
+	CmdTasksLost                CommandType = 15
 
 	// IgnoreUnknownFlag marks a command that older servers may skip when they do not know it.
 	IgnoreUnknownFlag CommandType = 128
@@ -83,6 +87,10 @@ var appliers = map[CommandType]applyFn{
 	CmdTaskStatus:               applyTaskStatus,
 	CmdTaskUsage:                applyTaskUsage,
 	CmdDeleteTasks:              applyDeleteTasks,
+	CmdRegisterServer:           applyRegisterServer,
+	CmdDeregisterServer:         applyDeregisterServer,
+	CmdTagResource:              applyTagResource,
+	CmdTasksLost:                applyTasksLost,
 }
 
 // Apply implements raft.FSM.

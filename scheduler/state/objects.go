@@ -147,3 +147,19 @@ func (w *WriteTxn) PutTask(t *orchv1.Task) error {
 
 // DeleteTask removes a task.
 func (w *WriteTxn) DeleteTask(t *orchv1.Task) error { return w.delete(TableTasks, t) }
+
+// Server returns the scheduler with the id, or nil.
+func (r *ReadTxn) Server(ws WatchSet, id string) (*orchv1.SchedulerServer, error) {
+	return first[*orchv1.SchedulerServer](r, ws, TableServers, "id", id)
+}
+
+// Servers returns every scheduler that has registered its addresses.
+func (r *ReadTxn) Servers(ws WatchSet) ([]*orchv1.SchedulerServer, error) {
+	return list[*orchv1.SchedulerServer](r, ws, TableServers, "id")
+}
+
+// PutServer inserts or replaces a scheduler's addresses.
+func (w *WriteTxn) PutServer(s *orchv1.SchedulerServer) error { return w.insert(TableServers, s) }
+
+// DeleteServer removes a scheduler.
+func (w *WriteTxn) DeleteServer(s *orchv1.SchedulerServer) error { return w.delete(TableServers, s) }

@@ -21,6 +21,7 @@ const (
 	TableTaskDefs  = "taskdefs"
 	TableTasks     = "tasks"
 	TableIndex     = "index"
+	TableServers   = "servers"
 )
 
 // keyIndex is a memdb indexer over a string computed from the object. An empty key leaves the
@@ -90,6 +91,9 @@ func schema() *memdb.DBSchema {
 			"cluster":  index("cluster", false, func(t *orchv1.Task) string { return t.GetCluster() }),
 			"host":     index("host", false, func(t *orchv1.Task) string { return t.GetHostId() }),
 			"instance": index("instance", false, func(t *orchv1.Task) string { return t.GetContainerInstanceId() }),
+		}},
+		TableServers: {Name: TableServers, Indexes: map[string]*memdb.IndexSchema{
+			"id": index("id", true, func(s *orchv1.SchedulerServer) string { return s.GetId() }),
 		}},
 		TableIndex: {Name: TableIndex, Indexes: map[string]*memdb.IndexSchema{
 			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Table"}},

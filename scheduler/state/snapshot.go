@@ -20,6 +20,7 @@ const (
 	recTaskDef  byte = 4
 	recTask     byte = 5
 	recIndex    byte = 6
+	recServer   byte = 7
 )
 
 // WriteSnapshot streams every table of this read transaction to w.
@@ -49,7 +50,7 @@ func (r *ReadTxn) WriteSnapshot(w io.Writer) error {
 		kind  byte
 	}{
 		{TableClusters, recCluster}, {TableHosts, recHost}, {TableInstances, recInstance},
-		{TableTaskDefs, recTaskDef}, {TableTasks, recTask},
+		{TableTaskDefs, recTaskDef}, {TableTasks, recTask}, {TableServers, recServer},
 	}
 	for _, t := range tables {
 		it, err := r.txn.Get(t.table, "id")
@@ -115,6 +116,8 @@ func ReadSnapshot(rd io.Reader) (*Store, error) {
 			table, m = TableTaskDefs, &orchv1.TaskDefinition{}
 		case recTask:
 			table, m = TableTasks, &orchv1.Task{}
+		case recServer:
+			table, m = TableServers, &orchv1.SchedulerServer{}
 		case recIndex:
 			idx, n := binary.Uvarint(b)
 			if n <= 0 {

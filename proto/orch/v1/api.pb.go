@@ -1713,6 +1713,279 @@ func (x *LogEntry) GetMessage() string {
 	return ""
 }
 
+// Tagging works on clusters, task definitions and tasks, by ARN, as ECS's.
+type TagResourceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ResourceArn   string                 `protobuf:"bytes,1,opt,name=resource_arn,json=resourceArn,proto3" json:"resource_arn,omitempty"`
+	Tags          []*Tag                 `protobuf:"bytes,2,rep,name=tags,proto3" json:"tags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagResourceRequest) Reset() {
+	*x = TagResourceRequest{}
+	mi := &file_orch_v1_api_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagResourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagResourceRequest) ProtoMessage() {}
+
+func (x *TagResourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagResourceRequest.ProtoReflect.Descriptor instead.
+func (*TagResourceRequest) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *TagResourceRequest) GetResourceArn() string {
+	if x != nil {
+		return x.ResourceArn
+	}
+	return ""
+}
+
+func (x *TagResourceRequest) GetTags() []*Tag {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+type TagResourceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagResourceResponse) Reset() {
+	*x = TagResourceResponse{}
+	mi := &file_orch_v1_api_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagResourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagResourceResponse) ProtoMessage() {}
+
+func (x *TagResourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagResourceResponse.ProtoReflect.Descriptor instead.
+func (*TagResourceResponse) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{33}
+}
+
+type UntagResourceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ResourceArn   string                 `protobuf:"bytes,1,opt,name=resource_arn,json=resourceArn,proto3" json:"resource_arn,omitempty"`
+	TagKeys       []string               `protobuf:"bytes,2,rep,name=tag_keys,json=tagKeys,proto3" json:"tag_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UntagResourceRequest) Reset() {
+	*x = UntagResourceRequest{}
+	mi := &file_orch_v1_api_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UntagResourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UntagResourceRequest) ProtoMessage() {}
+
+func (x *UntagResourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UntagResourceRequest.ProtoReflect.Descriptor instead.
+func (*UntagResourceRequest) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *UntagResourceRequest) GetResourceArn() string {
+	if x != nil {
+		return x.ResourceArn
+	}
+	return ""
+}
+
+func (x *UntagResourceRequest) GetTagKeys() []string {
+	if x != nil {
+		return x.TagKeys
+	}
+	return nil
+}
+
+type UntagResourceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UntagResourceResponse) Reset() {
+	*x = UntagResourceResponse{}
+	mi := &file_orch_v1_api_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UntagResourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UntagResourceResponse) ProtoMessage() {}
+
+func (x *UntagResourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UntagResourceResponse.ProtoReflect.Descriptor instead.
+func (*UntagResourceResponse) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{35}
+}
+
+type ListTagsForResourceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ResourceArn   string                 `protobuf:"bytes,1,opt,name=resource_arn,json=resourceArn,proto3" json:"resource_arn,omitempty"`
+	Consistent    bool                   `protobuf:"varint,2,opt,name=consistent,proto3" json:"consistent,omitempty"` // orch: read through the leader (linearizable)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTagsForResourceRequest) Reset() {
+	*x = ListTagsForResourceRequest{}
+	mi := &file_orch_v1_api_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTagsForResourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTagsForResourceRequest) ProtoMessage() {}
+
+func (x *ListTagsForResourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTagsForResourceRequest.ProtoReflect.Descriptor instead.
+func (*ListTagsForResourceRequest) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListTagsForResourceRequest) GetResourceArn() string {
+	if x != nil {
+		return x.ResourceArn
+	}
+	return ""
+}
+
+func (x *ListTagsForResourceRequest) GetConsistent() bool {
+	if x != nil {
+		return x.Consistent
+	}
+	return false
+}
+
+type ListTagsForResourceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tags          []*Tag                 `protobuf:"bytes,1,rep,name=tags,proto3" json:"tags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTagsForResourceResponse) Reset() {
+	*x = ListTagsForResourceResponse{}
+	mi := &file_orch_v1_api_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTagsForResourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTagsForResourceResponse) ProtoMessage() {}
+
+func (x *ListTagsForResourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTagsForResourceResponse.ProtoReflect.Descriptor instead.
+func (*ListTagsForResourceResponse) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListTagsForResourceResponse) GetTags() []*Tag {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
 var File_orch_v1_api_proto protoreflect.FileDescriptor
 
 const file_orch_v1_api_proto_rawDesc = "" +
@@ -1818,8 +2091,22 @@ const file_orch_v1_api_proto_rawDesc = "" +
 	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12.\n" +
 	"\x13timestamp_unix_nano\x18\x03 \x01(\x03R\x11timestampUnixNano\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage2\xec\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"Y\n" +
+	"\x12TagResourceRequest\x12!\n" +
+	"\fresource_arn\x18\x01 \x01(\tR\vresourceArn\x12 \n" +
+	"\x04tags\x18\x02 \x03(\v2\f.orch.v1.TagR\x04tags\"\x15\n" +
+	"\x13TagResourceResponse\"T\n" +
+	"\x14UntagResourceRequest\x12!\n" +
+	"\fresource_arn\x18\x01 \x01(\tR\vresourceArn\x12\x19\n" +
+	"\btag_keys\x18\x02 \x03(\tR\atagKeys\"\x17\n" +
+	"\x15UntagResourceResponse\"_\n" +
+	"\x1aListTagsForResourceRequest\x12!\n" +
+	"\fresource_arn\x18\x01 \x01(\tR\vresourceArn\x12\x1e\n" +
 	"\n" +
+	"consistent\x18\x02 \x01(\bR\n" +
+	"consistent\"?\n" +
+	"\x1bListTagsForResourceResponse\x12 \n" +
+	"\x04tags\x18\x01 \x03(\v2\f.orch.v1.TagR\x04tags2\xe8\f\n" +
 	"\x04Orch\x12N\n" +
 	"\rCreateCluster\x12\x1d.orch.v1.CreateClusterRequest\x1a\x1e.orch.v1.CreateClusterResponse\x12W\n" +
 	"\x10DescribeClusters\x12 .orch.v1.DescribeClustersRequest\x1a!.orch.v1.DescribeClustersResponse\x12K\n" +
@@ -1836,7 +2123,10 @@ const file_orch_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"WatchTasks\x12\x1a.orch.v1.WatchTasksRequest\x1a\x1b.orch.v1.WatchTasksResponse0\x01\x12i\n" +
 	"\x16ListContainerInstances\x12&.orch.v1.ListContainerInstancesRequest\x1a'.orch.v1.ListContainerInstancesResponse\x12u\n" +
-	"\x1aDescribeContainerInstances\x12*.orch.v1.DescribeContainerInstancesRequest\x1a+.orch.v1.DescribeContainerInstancesResponse\x127\n" +
+	"\x1aDescribeContainerInstances\x12*.orch.v1.DescribeContainerInstancesRequest\x1a+.orch.v1.DescribeContainerInstancesResponse\x12H\n" +
+	"\vTagResource\x12\x1b.orch.v1.TagResourceRequest\x1a\x1c.orch.v1.TagResourceResponse\x12N\n" +
+	"\rUntagResource\x12\x1d.orch.v1.UntagResourceRequest\x1a\x1e.orch.v1.UntagResourceResponse\x12`\n" +
+	"\x13ListTagsForResource\x12#.orch.v1.ListTagsForResourceRequest\x1a$.orch.v1.ListTagsForResourceResponse\x127\n" +
 	"\aGetLogs\x12\x17.orch.v1.GetLogsRequest\x1a\x11.orch.v1.LogEntry0\x01B\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
 
 var (
@@ -1851,7 +2141,7 @@ func file_orch_v1_api_proto_rawDescGZIP() []byte {
 	return file_orch_v1_api_proto_rawDescData
 }
 
-var file_orch_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_orch_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_orch_v1_api_proto_goTypes = []any{
 	(*CreateClusterRequest)(nil),               // 0: orch.v1.CreateClusterRequest
 	(*CreateClusterResponse)(nil),              // 1: orch.v1.CreateClusterResponse
@@ -1885,77 +2175,91 @@ var file_orch_v1_api_proto_goTypes = []any{
 	(*DescribeContainerInstancesResponse)(nil), // 29: orch.v1.DescribeContainerInstancesResponse
 	(*GetLogsRequest)(nil),                     // 30: orch.v1.GetLogsRequest
 	(*LogEntry)(nil),                           // 31: orch.v1.LogEntry
-	(*Tag)(nil),                                // 32: orch.v1.Tag
-	(*Cluster)(nil),                            // 33: orch.v1.Cluster
-	(*Failure)(nil),                            // 34: orch.v1.Failure
-	(*TaskDefinition)(nil),                     // 35: orch.v1.TaskDefinition
-	(*TaskOverride)(nil),                       // 36: orch.v1.TaskOverride
-	(*PlacementConstraint)(nil),                // 37: orch.v1.PlacementConstraint
-	(*PlacementStrategy)(nil),                  // 38: orch.v1.PlacementStrategy
-	(*Task)(nil),                               // 39: orch.v1.Task
-	(*ContainerInstance)(nil),                  // 40: orch.v1.ContainerInstance
+	(*TagResourceRequest)(nil),                 // 32: orch.v1.TagResourceRequest
+	(*TagResourceResponse)(nil),                // 33: orch.v1.TagResourceResponse
+	(*UntagResourceRequest)(nil),               // 34: orch.v1.UntagResourceRequest
+	(*UntagResourceResponse)(nil),              // 35: orch.v1.UntagResourceResponse
+	(*ListTagsForResourceRequest)(nil),         // 36: orch.v1.ListTagsForResourceRequest
+	(*ListTagsForResourceResponse)(nil),        // 37: orch.v1.ListTagsForResourceResponse
+	(*Tag)(nil),                                // 38: orch.v1.Tag
+	(*Cluster)(nil),                            // 39: orch.v1.Cluster
+	(*Failure)(nil),                            // 40: orch.v1.Failure
+	(*TaskDefinition)(nil),                     // 41: orch.v1.TaskDefinition
+	(*TaskOverride)(nil),                       // 42: orch.v1.TaskOverride
+	(*PlacementConstraint)(nil),                // 43: orch.v1.PlacementConstraint
+	(*PlacementStrategy)(nil),                  // 44: orch.v1.PlacementStrategy
+	(*Task)(nil),                               // 45: orch.v1.Task
+	(*ContainerInstance)(nil),                  // 46: orch.v1.ContainerInstance
 }
 var file_orch_v1_api_proto_depIdxs = []int32{
-	32, // 0: orch.v1.CreateClusterRequest.tags:type_name -> orch.v1.Tag
-	33, // 1: orch.v1.CreateClusterResponse.cluster:type_name -> orch.v1.Cluster
-	33, // 2: orch.v1.DescribeClustersResponse.clusters:type_name -> orch.v1.Cluster
-	34, // 3: orch.v1.DescribeClustersResponse.failures:type_name -> orch.v1.Failure
-	33, // 4: orch.v1.DeleteClusterResponse.cluster:type_name -> orch.v1.Cluster
-	35, // 5: orch.v1.RegisterTaskDefinitionRequest.task_definition:type_name -> orch.v1.TaskDefinition
-	35, // 6: orch.v1.RegisterTaskDefinitionResponse.task_definition:type_name -> orch.v1.TaskDefinition
-	32, // 7: orch.v1.RegisterTaskDefinitionResponse.tags:type_name -> orch.v1.Tag
-	35, // 8: orch.v1.DescribeTaskDefinitionResponse.task_definition:type_name -> orch.v1.TaskDefinition
-	32, // 9: orch.v1.DescribeTaskDefinitionResponse.tags:type_name -> orch.v1.Tag
-	35, // 10: orch.v1.DeregisterTaskDefinitionResponse.task_definition:type_name -> orch.v1.TaskDefinition
-	36, // 11: orch.v1.RunTaskRequest.overrides:type_name -> orch.v1.TaskOverride
-	37, // 12: orch.v1.RunTaskRequest.placement_constraints:type_name -> orch.v1.PlacementConstraint
-	38, // 13: orch.v1.RunTaskRequest.placement_strategy:type_name -> orch.v1.PlacementStrategy
-	32, // 14: orch.v1.RunTaskRequest.tags:type_name -> orch.v1.Tag
-	39, // 15: orch.v1.RunTaskResponse.tasks:type_name -> orch.v1.Task
-	34, // 16: orch.v1.RunTaskResponse.failures:type_name -> orch.v1.Failure
-	39, // 17: orch.v1.StopTaskResponse.task:type_name -> orch.v1.Task
-	39, // 18: orch.v1.DescribeTasksResponse.tasks:type_name -> orch.v1.Task
-	34, // 19: orch.v1.DescribeTasksResponse.failures:type_name -> orch.v1.Failure
-	39, // 20: orch.v1.WatchTasksResponse.tasks:type_name -> orch.v1.Task
-	40, // 21: orch.v1.DescribeContainerInstancesResponse.container_instances:type_name -> orch.v1.ContainerInstance
-	34, // 22: orch.v1.DescribeContainerInstancesResponse.failures:type_name -> orch.v1.Failure
-	0,  // 23: orch.v1.Orch.CreateCluster:input_type -> orch.v1.CreateClusterRequest
-	2,  // 24: orch.v1.Orch.DescribeClusters:input_type -> orch.v1.DescribeClustersRequest
-	4,  // 25: orch.v1.Orch.ListClusters:input_type -> orch.v1.ListClustersRequest
-	6,  // 26: orch.v1.Orch.DeleteCluster:input_type -> orch.v1.DeleteClusterRequest
-	8,  // 27: orch.v1.Orch.RegisterTaskDefinition:input_type -> orch.v1.RegisterTaskDefinitionRequest
-	10, // 28: orch.v1.Orch.DescribeTaskDefinition:input_type -> orch.v1.DescribeTaskDefinitionRequest
-	12, // 29: orch.v1.Orch.ListTaskDefinitions:input_type -> orch.v1.ListTaskDefinitionsRequest
-	14, // 30: orch.v1.Orch.DeregisterTaskDefinition:input_type -> orch.v1.DeregisterTaskDefinitionRequest
-	16, // 31: orch.v1.Orch.RunTask:input_type -> orch.v1.RunTaskRequest
-	18, // 32: orch.v1.Orch.StopTask:input_type -> orch.v1.StopTaskRequest
-	20, // 33: orch.v1.Orch.DescribeTasks:input_type -> orch.v1.DescribeTasksRequest
-	22, // 34: orch.v1.Orch.ListTasks:input_type -> orch.v1.ListTasksRequest
-	24, // 35: orch.v1.Orch.WatchTasks:input_type -> orch.v1.WatchTasksRequest
-	26, // 36: orch.v1.Orch.ListContainerInstances:input_type -> orch.v1.ListContainerInstancesRequest
-	28, // 37: orch.v1.Orch.DescribeContainerInstances:input_type -> orch.v1.DescribeContainerInstancesRequest
-	30, // 38: orch.v1.Orch.GetLogs:input_type -> orch.v1.GetLogsRequest
-	1,  // 39: orch.v1.Orch.CreateCluster:output_type -> orch.v1.CreateClusterResponse
-	3,  // 40: orch.v1.Orch.DescribeClusters:output_type -> orch.v1.DescribeClustersResponse
-	5,  // 41: orch.v1.Orch.ListClusters:output_type -> orch.v1.ListClustersResponse
-	7,  // 42: orch.v1.Orch.DeleteCluster:output_type -> orch.v1.DeleteClusterResponse
-	9,  // 43: orch.v1.Orch.RegisterTaskDefinition:output_type -> orch.v1.RegisterTaskDefinitionResponse
-	11, // 44: orch.v1.Orch.DescribeTaskDefinition:output_type -> orch.v1.DescribeTaskDefinitionResponse
-	13, // 45: orch.v1.Orch.ListTaskDefinitions:output_type -> orch.v1.ListTaskDefinitionsResponse
-	15, // 46: orch.v1.Orch.DeregisterTaskDefinition:output_type -> orch.v1.DeregisterTaskDefinitionResponse
-	17, // 47: orch.v1.Orch.RunTask:output_type -> orch.v1.RunTaskResponse
-	19, // 48: orch.v1.Orch.StopTask:output_type -> orch.v1.StopTaskResponse
-	21, // 49: orch.v1.Orch.DescribeTasks:output_type -> orch.v1.DescribeTasksResponse
-	23, // 50: orch.v1.Orch.ListTasks:output_type -> orch.v1.ListTasksResponse
-	25, // 51: orch.v1.Orch.WatchTasks:output_type -> orch.v1.WatchTasksResponse
-	27, // 52: orch.v1.Orch.ListContainerInstances:output_type -> orch.v1.ListContainerInstancesResponse
-	29, // 53: orch.v1.Orch.DescribeContainerInstances:output_type -> orch.v1.DescribeContainerInstancesResponse
-	31, // 54: orch.v1.Orch.GetLogs:output_type -> orch.v1.LogEntry
-	39, // [39:55] is the sub-list for method output_type
-	23, // [23:39] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	38, // 0: orch.v1.CreateClusterRequest.tags:type_name -> orch.v1.Tag
+	39, // 1: orch.v1.CreateClusterResponse.cluster:type_name -> orch.v1.Cluster
+	39, // 2: orch.v1.DescribeClustersResponse.clusters:type_name -> orch.v1.Cluster
+	40, // 3: orch.v1.DescribeClustersResponse.failures:type_name -> orch.v1.Failure
+	39, // 4: orch.v1.DeleteClusterResponse.cluster:type_name -> orch.v1.Cluster
+	41, // 5: orch.v1.RegisterTaskDefinitionRequest.task_definition:type_name -> orch.v1.TaskDefinition
+	41, // 6: orch.v1.RegisterTaskDefinitionResponse.task_definition:type_name -> orch.v1.TaskDefinition
+	38, // 7: orch.v1.RegisterTaskDefinitionResponse.tags:type_name -> orch.v1.Tag
+	41, // 8: orch.v1.DescribeTaskDefinitionResponse.task_definition:type_name -> orch.v1.TaskDefinition
+	38, // 9: orch.v1.DescribeTaskDefinitionResponse.tags:type_name -> orch.v1.Tag
+	41, // 10: orch.v1.DeregisterTaskDefinitionResponse.task_definition:type_name -> orch.v1.TaskDefinition
+	42, // 11: orch.v1.RunTaskRequest.overrides:type_name -> orch.v1.TaskOverride
+	43, // 12: orch.v1.RunTaskRequest.placement_constraints:type_name -> orch.v1.PlacementConstraint
+	44, // 13: orch.v1.RunTaskRequest.placement_strategy:type_name -> orch.v1.PlacementStrategy
+	38, // 14: orch.v1.RunTaskRequest.tags:type_name -> orch.v1.Tag
+	45, // 15: orch.v1.RunTaskResponse.tasks:type_name -> orch.v1.Task
+	40, // 16: orch.v1.RunTaskResponse.failures:type_name -> orch.v1.Failure
+	45, // 17: orch.v1.StopTaskResponse.task:type_name -> orch.v1.Task
+	45, // 18: orch.v1.DescribeTasksResponse.tasks:type_name -> orch.v1.Task
+	40, // 19: orch.v1.DescribeTasksResponse.failures:type_name -> orch.v1.Failure
+	45, // 20: orch.v1.WatchTasksResponse.tasks:type_name -> orch.v1.Task
+	46, // 21: orch.v1.DescribeContainerInstancesResponse.container_instances:type_name -> orch.v1.ContainerInstance
+	40, // 22: orch.v1.DescribeContainerInstancesResponse.failures:type_name -> orch.v1.Failure
+	38, // 23: orch.v1.TagResourceRequest.tags:type_name -> orch.v1.Tag
+	38, // 24: orch.v1.ListTagsForResourceResponse.tags:type_name -> orch.v1.Tag
+	0,  // 25: orch.v1.Orch.CreateCluster:input_type -> orch.v1.CreateClusterRequest
+	2,  // 26: orch.v1.Orch.DescribeClusters:input_type -> orch.v1.DescribeClustersRequest
+	4,  // 27: orch.v1.Orch.ListClusters:input_type -> orch.v1.ListClustersRequest
+	6,  // 28: orch.v1.Orch.DeleteCluster:input_type -> orch.v1.DeleteClusterRequest
+	8,  // 29: orch.v1.Orch.RegisterTaskDefinition:input_type -> orch.v1.RegisterTaskDefinitionRequest
+	10, // 30: orch.v1.Orch.DescribeTaskDefinition:input_type -> orch.v1.DescribeTaskDefinitionRequest
+	12, // 31: orch.v1.Orch.ListTaskDefinitions:input_type -> orch.v1.ListTaskDefinitionsRequest
+	14, // 32: orch.v1.Orch.DeregisterTaskDefinition:input_type -> orch.v1.DeregisterTaskDefinitionRequest
+	16, // 33: orch.v1.Orch.RunTask:input_type -> orch.v1.RunTaskRequest
+	18, // 34: orch.v1.Orch.StopTask:input_type -> orch.v1.StopTaskRequest
+	20, // 35: orch.v1.Orch.DescribeTasks:input_type -> orch.v1.DescribeTasksRequest
+	22, // 36: orch.v1.Orch.ListTasks:input_type -> orch.v1.ListTasksRequest
+	24, // 37: orch.v1.Orch.WatchTasks:input_type -> orch.v1.WatchTasksRequest
+	26, // 38: orch.v1.Orch.ListContainerInstances:input_type -> orch.v1.ListContainerInstancesRequest
+	28, // 39: orch.v1.Orch.DescribeContainerInstances:input_type -> orch.v1.DescribeContainerInstancesRequest
+	32, // 40: orch.v1.Orch.TagResource:input_type -> orch.v1.TagResourceRequest
+	34, // 41: orch.v1.Orch.UntagResource:input_type -> orch.v1.UntagResourceRequest
+	36, // 42: orch.v1.Orch.ListTagsForResource:input_type -> orch.v1.ListTagsForResourceRequest
+	30, // 43: orch.v1.Orch.GetLogs:input_type -> orch.v1.GetLogsRequest
+	1,  // 44: orch.v1.Orch.CreateCluster:output_type -> orch.v1.CreateClusterResponse
+	3,  // 45: orch.v1.Orch.DescribeClusters:output_type -> orch.v1.DescribeClustersResponse
+	5,  // 46: orch.v1.Orch.ListClusters:output_type -> orch.v1.ListClustersResponse
+	7,  // 47: orch.v1.Orch.DeleteCluster:output_type -> orch.v1.DeleteClusterResponse
+	9,  // 48: orch.v1.Orch.RegisterTaskDefinition:output_type -> orch.v1.RegisterTaskDefinitionResponse
+	11, // 49: orch.v1.Orch.DescribeTaskDefinition:output_type -> orch.v1.DescribeTaskDefinitionResponse
+	13, // 50: orch.v1.Orch.ListTaskDefinitions:output_type -> orch.v1.ListTaskDefinitionsResponse
+	15, // 51: orch.v1.Orch.DeregisterTaskDefinition:output_type -> orch.v1.DeregisterTaskDefinitionResponse
+	17, // 52: orch.v1.Orch.RunTask:output_type -> orch.v1.RunTaskResponse
+	19, // 53: orch.v1.Orch.StopTask:output_type -> orch.v1.StopTaskResponse
+	21, // 54: orch.v1.Orch.DescribeTasks:output_type -> orch.v1.DescribeTasksResponse
+	23, // 55: orch.v1.Orch.ListTasks:output_type -> orch.v1.ListTasksResponse
+	25, // 56: orch.v1.Orch.WatchTasks:output_type -> orch.v1.WatchTasksResponse
+	27, // 57: orch.v1.Orch.ListContainerInstances:output_type -> orch.v1.ListContainerInstancesResponse
+	29, // 58: orch.v1.Orch.DescribeContainerInstances:output_type -> orch.v1.DescribeContainerInstancesResponse
+	33, // 59: orch.v1.Orch.TagResource:output_type -> orch.v1.TagResourceResponse
+	35, // 60: orch.v1.Orch.UntagResource:output_type -> orch.v1.UntagResourceResponse
+	37, // 61: orch.v1.Orch.ListTagsForResource:output_type -> orch.v1.ListTagsForResourceResponse
+	31, // 62: orch.v1.Orch.GetLogs:output_type -> orch.v1.LogEntry
+	44, // [44:63] is the sub-list for method output_type
+	25, // [25:44] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_orch_v1_api_proto_init() }
@@ -1971,7 +2275,7 @@ func file_orch_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orch_v1_api_proto_rawDesc), len(file_orch_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,9 @@ const (
 	Orch_WatchTasks_FullMethodName                 = "/orch.v1.Orch/WatchTasks"
 	Orch_ListContainerInstances_FullMethodName     = "/orch.v1.Orch/ListContainerInstances"
 	Orch_DescribeContainerInstances_FullMethodName = "/orch.v1.Orch/DescribeContainerInstances"
+	Orch_TagResource_FullMethodName                = "/orch.v1.Orch/TagResource"
+	Orch_UntagResource_FullMethodName              = "/orch.v1.Orch/UntagResource"
+	Orch_ListTagsForResource_FullMethodName        = "/orch.v1.Orch/ListTagsForResource"
 	Orch_GetLogs_FullMethodName                    = "/orch.v1.Orch/GetLogs"
 )
 
@@ -62,6 +65,9 @@ type OrchClient interface {
 	WatchTasks(ctx context.Context, in *WatchTasksRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchTasksResponse], error)
 	ListContainerInstances(ctx context.Context, in *ListContainerInstancesRequest, opts ...grpc.CallOption) (*ListContainerInstancesResponse, error)
 	DescribeContainerInstances(ctx context.Context, in *DescribeContainerInstancesRequest, opts ...grpc.CallOption) (*DescribeContainerInstancesResponse, error)
+	TagResource(ctx context.Context, in *TagResourceRequest, opts ...grpc.CallOption) (*TagResourceResponse, error)
+	UntagResource(ctx context.Context, in *UntagResourceRequest, opts ...grpc.CallOption) (*UntagResourceResponse, error)
+	ListTagsForResource(ctx context.Context, in *ListTagsForResourceRequest, opts ...grpc.CallOption) (*ListTagsForResourceResponse, error)
 	// GetLogs streams a task's container logs from the agent that runs it.
 	GetLogs(ctx context.Context, in *GetLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogEntry], error)
 }
@@ -233,6 +239,36 @@ func (c *orchClient) DescribeContainerInstances(ctx context.Context, in *Describ
 	return out, nil
 }
 
+func (c *orchClient) TagResource(ctx context.Context, in *TagResourceRequest, opts ...grpc.CallOption) (*TagResourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TagResourceResponse)
+	err := c.cc.Invoke(ctx, Orch_TagResource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchClient) UntagResource(ctx context.Context, in *UntagResourceRequest, opts ...grpc.CallOption) (*UntagResourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UntagResourceResponse)
+	err := c.cc.Invoke(ctx, Orch_UntagResource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchClient) ListTagsForResource(ctx context.Context, in *ListTagsForResourceRequest, opts ...grpc.CallOption) (*ListTagsForResourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTagsForResourceResponse)
+	err := c.cc.Invoke(ctx, Orch_ListTagsForResource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *orchClient) GetLogs(ctx context.Context, in *GetLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogEntry], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Orch_ServiceDesc.Streams[1], Orch_GetLogs_FullMethodName, cOpts...)
@@ -273,6 +309,9 @@ type OrchServer interface {
 	WatchTasks(*WatchTasksRequest, grpc.ServerStreamingServer[WatchTasksResponse]) error
 	ListContainerInstances(context.Context, *ListContainerInstancesRequest) (*ListContainerInstancesResponse, error)
 	DescribeContainerInstances(context.Context, *DescribeContainerInstancesRequest) (*DescribeContainerInstancesResponse, error)
+	TagResource(context.Context, *TagResourceRequest) (*TagResourceResponse, error)
+	UntagResource(context.Context, *UntagResourceRequest) (*UntagResourceResponse, error)
+	ListTagsForResource(context.Context, *ListTagsForResourceRequest) (*ListTagsForResourceResponse, error)
 	// GetLogs streams a task's container logs from the agent that runs it.
 	GetLogs(*GetLogsRequest, grpc.ServerStreamingServer[LogEntry]) error
 	mustEmbedUnimplementedOrchServer()
@@ -329,6 +368,15 @@ func (UnimplementedOrchServer) ListContainerInstances(context.Context, *ListCont
 }
 func (UnimplementedOrchServer) DescribeContainerInstances(context.Context, *DescribeContainerInstancesRequest) (*DescribeContainerInstancesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DescribeContainerInstances not implemented")
+}
+func (UnimplementedOrchServer) TagResource(context.Context, *TagResourceRequest) (*TagResourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TagResource not implemented")
+}
+func (UnimplementedOrchServer) UntagResource(context.Context, *UntagResourceRequest) (*UntagResourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UntagResource not implemented")
+}
+func (UnimplementedOrchServer) ListTagsForResource(context.Context, *ListTagsForResourceRequest) (*ListTagsForResourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTagsForResource not implemented")
 }
 func (UnimplementedOrchServer) GetLogs(*GetLogsRequest, grpc.ServerStreamingServer[LogEntry]) error {
 	return status.Error(codes.Unimplemented, "method GetLogs not implemented")
@@ -617,6 +665,60 @@ func _Orch_DescribeContainerInstances_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Orch_TagResource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TagResourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchServer).TagResource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Orch_TagResource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchServer).TagResource(ctx, req.(*TagResourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Orch_UntagResource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UntagResourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchServer).UntagResource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Orch_UntagResource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchServer).UntagResource(ctx, req.(*UntagResourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Orch_ListTagsForResource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTagsForResourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchServer).ListTagsForResource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Orch_ListTagsForResource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchServer).ListTagsForResource(ctx, req.(*ListTagsForResourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Orch_GetLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(GetLogsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -690,6 +792,18 @@ var Orch_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DescribeContainerInstances",
 			Handler:    _Orch_DescribeContainerInstances_Handler,
+		},
+		{
+			MethodName: "TagResource",
+			Handler:    _Orch_TagResource_Handler,
+		},
+		{
+			MethodName: "UntagResource",
+			Handler:    _Orch_UntagResource_Handler,
+		},
+		{
+			MethodName: "ListTagsForResource",
+			Handler:    _Orch_ListTagsForResource_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -590,11 +590,161 @@ func (x *DeleteTasksCommand) GetTaskIds() []string {
 	return nil
 }
 
+// RegisterServerCommand records a scheduler's addresses so that any server can find the
+// leader's API address (to forward writes) and report its peers.
+type RegisterServerCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Server        *SchedulerServer       `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterServerCommand) Reset() {
+	*x = RegisterServerCommand{}
+	mi := &file_orch_v1_raft_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterServerCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterServerCommand) ProtoMessage() {}
+
+func (x *RegisterServerCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_raft_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterServerCommand.ProtoReflect.Descriptor instead.
+func (*RegisterServerCommand) Descriptor() ([]byte, []int) {
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RegisterServerCommand) GetServer() *SchedulerServer {
+	if x != nil {
+		return x.Server
+	}
+	return nil
+}
+
+type DeregisterServerCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeregisterServerCommand) Reset() {
+	*x = DeregisterServerCommand{}
+	mi := &file_orch_v1_raft_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeregisterServerCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeregisterServerCommand) ProtoMessage() {}
+
+func (x *DeregisterServerCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_raft_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeregisterServerCommand.ProtoReflect.Descriptor instead.
+func (*DeregisterServerCommand) Descriptor() ([]byte, []int) {
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DeregisterServerCommand) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type TagResourceCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ResourceArn   string                 `protobuf:"bytes,1,opt,name=resource_arn,json=resourceArn,proto3" json:"resource_arn,omitempty"`
+	Tags          []*Tag                 `protobuf:"bytes,2,rep,name=tags,proto3" json:"tags,omitempty"`   // added or replaced
+	Untag         []string               `protobuf:"bytes,3,rep,name=untag,proto3" json:"untag,omitempty"` // removed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagResourceCommand) Reset() {
+	*x = TagResourceCommand{}
+	mi := &file_orch_v1_raft_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagResourceCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagResourceCommand) ProtoMessage() {}
+
+func (x *TagResourceCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_raft_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagResourceCommand.ProtoReflect.Descriptor instead.
+func (*TagResourceCommand) Descriptor() ([]byte, []int) {
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TagResourceCommand) GetResourceArn() string {
+	if x != nil {
+		return x.ResourceArn
+	}
+	return ""
+}
+
+func (x *TagResourceCommand) GetTags() []*Tag {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *TagResourceCommand) GetUntag() []string {
+	if x != nil {
+		return x.Untag
+	}
+	return nil
+}
+
 var File_orch_v1_raft_proto protoreflect.FileDescriptor
 
 const file_orch_v1_raft_proto_rawDesc = "" +
 	"\n" +
-	"\x12orch/v1/raft.proto\x12\aorch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13orch/v1/agent.proto\x1a\x15orch/v1/taskdef.proto\x1a\x13orch/v1/types.proto\"B\n" +
+	"\x12orch/v1/raft.proto\x12\aorch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13orch/v1/agent.proto\x1a\x16orch/v1/operator.proto\x1a\x15orch/v1/taskdef.proto\x1a\x13orch/v1/types.proto\"B\n" +
 	"\x14CreateClusterCommand\x12*\n" +
 	"\acluster\x18\x01 \x01(\v2\x10.orch.v1.ClusterR\acluster\"e\n" +
 	"\x14DeleteClusterCommand\x12!\n" +
@@ -626,7 +776,15 @@ const file_orch_v1_raft_proto_rawDesc = "" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x124\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x1e.orch.v1.TaskUsageReport.EntryR\x05tasks\"/\n" +
 	"\x12DeleteTasksCommand\x12\x19\n" +
-	"\btask_ids\x18\x01 \x03(\tR\ataskIdsB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
+	"\btask_ids\x18\x01 \x03(\tR\ataskIds\"I\n" +
+	"\x15RegisterServerCommand\x120\n" +
+	"\x06server\x18\x01 \x01(\v2\x18.orch.v1.SchedulerServerR\x06server\")\n" +
+	"\x17DeregisterServerCommand\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"o\n" +
+	"\x12TagResourceCommand\x12!\n" +
+	"\fresource_arn\x18\x01 \x01(\tR\vresourceArn\x12 \n" +
+	"\x04tags\x18\x02 \x03(\v2\f.orch.v1.TagR\x04tags\x12\x14\n" +
+	"\x05untag\x18\x03 \x03(\tR\x05untagB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
 
 var (
 	file_orch_v1_raft_proto_rawDescOnce sync.Once
@@ -640,7 +798,7 @@ func file_orch_v1_raft_proto_rawDescGZIP() []byte {
 	return file_orch_v1_raft_proto_rawDescData
 }
 
-var file_orch_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_orch_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_orch_v1_raft_proto_goTypes = []any{
 	(*CreateClusterCommand)(nil),            // 0: orch.v1.CreateClusterCommand
 	(*DeleteClusterCommand)(nil),            // 1: orch.v1.DeleteClusterCommand
@@ -653,30 +811,37 @@ var file_orch_v1_raft_proto_goTypes = []any{
 	(*TaskStatusCommand)(nil),               // 8: orch.v1.TaskStatusCommand
 	(*TaskUsageCommand)(nil),                // 9: orch.v1.TaskUsageCommand
 	(*DeleteTasksCommand)(nil),              // 10: orch.v1.DeleteTasksCommand
-	(*Cluster)(nil),                         // 11: orch.v1.Cluster
-	(*timestamppb.Timestamp)(nil),           // 12: google.protobuf.Timestamp
-	(*TaskDefinition)(nil),                  // 13: orch.v1.TaskDefinition
-	(*Host)(nil),                            // 14: orch.v1.Host
-	(*Task)(nil),                            // 15: orch.v1.Task
-	(*TaskStatus)(nil),                      // 16: orch.v1.TaskStatus
-	(*TaskUsageReport_Entry)(nil),           // 17: orch.v1.TaskUsageReport.Entry
+	(*RegisterServerCommand)(nil),           // 11: orch.v1.RegisterServerCommand
+	(*DeregisterServerCommand)(nil),         // 12: orch.v1.DeregisterServerCommand
+	(*TagResourceCommand)(nil),              // 13: orch.v1.TagResourceCommand
+	(*Cluster)(nil),                         // 14: orch.v1.Cluster
+	(*timestamppb.Timestamp)(nil),           // 15: google.protobuf.Timestamp
+	(*TaskDefinition)(nil),                  // 16: orch.v1.TaskDefinition
+	(*Host)(nil),                            // 17: orch.v1.Host
+	(*Task)(nil),                            // 18: orch.v1.Task
+	(*TaskStatus)(nil),                      // 19: orch.v1.TaskStatus
+	(*TaskUsageReport_Entry)(nil),           // 20: orch.v1.TaskUsageReport.Entry
+	(*SchedulerServer)(nil),                 // 21: orch.v1.SchedulerServer
+	(*Tag)(nil),                             // 22: orch.v1.Tag
 }
 var file_orch_v1_raft_proto_depIdxs = []int32{
-	11, // 0: orch.v1.CreateClusterCommand.cluster:type_name -> orch.v1.Cluster
-	12, // 1: orch.v1.DeleteClusterCommand.at:type_name -> google.protobuf.Timestamp
-	13, // 2: orch.v1.RegisterTaskDefinitionCommand.task_definition:type_name -> orch.v1.TaskDefinition
-	12, // 3: orch.v1.DeregisterTaskDefinitionCommand.at:type_name -> google.protobuf.Timestamp
-	14, // 4: orch.v1.RegisterHostCommand.host:type_name -> orch.v1.Host
-	12, // 5: orch.v1.HostConnectionCommand.at:type_name -> google.protobuf.Timestamp
-	15, // 6: orch.v1.PlaceTasksCommand.tasks:type_name -> orch.v1.Task
-	12, // 7: orch.v1.StopTasksCommand.at:type_name -> google.protobuf.Timestamp
-	16, // 8: orch.v1.TaskStatusCommand.tasks:type_name -> orch.v1.TaskStatus
-	17, // 9: orch.v1.TaskUsageCommand.tasks:type_name -> orch.v1.TaskUsageReport.Entry
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	14, // 0: orch.v1.CreateClusterCommand.cluster:type_name -> orch.v1.Cluster
+	15, // 1: orch.v1.DeleteClusterCommand.at:type_name -> google.protobuf.Timestamp
+	16, // 2: orch.v1.RegisterTaskDefinitionCommand.task_definition:type_name -> orch.v1.TaskDefinition
+	15, // 3: orch.v1.DeregisterTaskDefinitionCommand.at:type_name -> google.protobuf.Timestamp
+	17, // 4: orch.v1.RegisterHostCommand.host:type_name -> orch.v1.Host
+	15, // 5: orch.v1.HostConnectionCommand.at:type_name -> google.protobuf.Timestamp
+	18, // 6: orch.v1.PlaceTasksCommand.tasks:type_name -> orch.v1.Task
+	15, // 7: orch.v1.StopTasksCommand.at:type_name -> google.protobuf.Timestamp
+	19, // 8: orch.v1.TaskStatusCommand.tasks:type_name -> orch.v1.TaskStatus
+	20, // 9: orch.v1.TaskUsageCommand.tasks:type_name -> orch.v1.TaskUsageReport.Entry
+	21, // 10: orch.v1.RegisterServerCommand.server:type_name -> orch.v1.SchedulerServer
+	22, // 11: orch.v1.TagResourceCommand.tags:type_name -> orch.v1.Tag
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_orch_v1_raft_proto_init() }
@@ -685,6 +850,7 @@ func file_orch_v1_raft_proto_init() {
 		return
 	}
 	file_orch_v1_agent_proto_init()
+	file_orch_v1_operator_proto_init()
 	file_orch_v1_taskdef_proto_init()
 	file_orch_v1_types_proto_init()
 	type x struct{}
@@ -693,7 +859,7 @@ func file_orch_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orch_v1_raft_proto_rawDesc), len(file_orch_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
