@@ -46,7 +46,10 @@ func run() error {
 		httpAddr   = flag.String("http-addr", "127.0.0.1:7401", "HTTP address for /metrics and /healthz")
 		raftAddr   = flag.String("raft-addr", "127.0.0.1:7402", "Raft transport address")
 		nodeID     = flag.String("node-id", "", "Raft server id (default: generated once and kept in the data dir)")
-		bootstrap  = flag.Bool("bootstrap", true, "form a new single-voter cluster when the data dir is empty")
+		bootstrap  = flag.Bool("bootstrap", true, "form a new single-voter cluster when the data dir is empty (ignored with --join or --bootstrap-expect)")
+		expect     = flag.Int("bootstrap-expect", 0, "form a new cluster of this many voters, found through --join (3 or 5)")
+		advGRPC    = flag.String("advertise-grpc", "", "API address other schedulers and clients reach this one at (default --grpc-addr)")
+		advRaft    = flag.String("advertise-raft", "", "Raft address other schedulers reach this one at (default --raft-addr)")
 		region     = flag.String("region", arn.DefaultRegion, "region in ARNs")
 		account    = flag.String("account", arn.DefaultAccount, "account in ARNs")
 		containerd = flag.String("containerd", "/run/containerd/containerd.sock", "--dev: containerd socket")
@@ -57,7 +60,9 @@ func run() error {
 		namespace  = flag.String("namespace", "orch", "--dev: containerd namespace of the embedded agent")
 		logLevel   = flag.String("log-level", "info", "debug, info, warn or error")
 		insecure   listFlag
+		join       listFlag
 	)
+	flag.Var(&join, "join", "other schedulers' API addresses (repeatable or comma-separated): the peers of a --bootstrap-expect group, or a running cluster to join")
 	flag.Var(&insecure, "insecure-registry", "--dev: registry host:port to pull from over plain HTTP (repeatable; loopback registries always are)")
 	flag.Parse()
 	log, err := newLogger(*logLevel)
@@ -71,7 +76,7 @@ func run() error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(server.Config{
 		DataDir: *dataDir, NodeID: *nodeID, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, RaftAddr: *raftAddr,
-		Bootstrap: *bootstrap || *dev, ARNs: arn.Builder{Region: *region, Account: *account}, Logger: log, Registry: reg,
+		Bootstrap: *bootstrap || *dev, BootstrapExpect: *expect, Join: join, AdvertiseGRPC: *advGRPC, AdvertiseRaft: *advRaft, ARNs: arn.Builder{Region: *region, Account: *account}, Logger: log, Registry: reg,
 	})
 	if err != nil {
 		return err

@@ -39,6 +39,9 @@ type Server struct {
 	log   *slog.Logger
 	dial  NodeDialer
 	now   func() time.Time
+	// readBarrier confirms leadership before a consistent read (WithConsistentRead); nil
+	// serves consistent reads locally.
+	readBarrier func(ctx context.Context) error
 
 	// placeMu serialises placement so that each plan is made against the state that includes
 	// the previous one (a single pipeline, as Nomad's plan applier).

@@ -39,6 +39,7 @@ type Config struct {
 
 // Node is a running Raft server.
 type Node struct {
+	hasState  bool // the data dir held Raft state at start
 	raft      *raft.Raft
 	fsm       *fsm.FSM
 	transport *raft.NetworkTransport
@@ -82,13 +83,13 @@ func New(cfg Config, f *fsm.FSM) (*Node, error) {
 	rc.Logger = hclogger("raft")
 	rc.SnapshotThreshold = 8192
 	rc.TrailingLogs = 10240
+	existing, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		transport.Close()
+		store.Close()
+		return nil, fmt.Errorf("raft state: %w", err)
+	}
 	if cfg.Bootstrap {
-		existing, err := raft.HasExistingState(store, store, snaps)
-		if err != nil {
-			transport.Close()
-			store.Close()
-			return nil, fmt.Errorf("raft state: %w", err)
-		}
 		if !existing {
 			conf := raft.Configuration{Servers: []raft.Server{{
 				Suffrage: raft.Voter, ID: rc.LocalID, Address: transport.LocalAddr(),
@@ -106,11 +107,40 @@ func New(cfg Config, f *fsm.FSM) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("raft: %w", err)
 	}
-	return &Node{raft: r, fsm: f, transport: transport, store: store, cfg: cfg}, nil
+	return &Node{hasState: existing, raft: r, fsm: f, transport: transport, store: store, cfg: cfg}, nil
 }
 
 func hclogger(name string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, Output: os.Stderr})
+}
+
+// HasState reports whether the data dir held Raft state when the node started (it has been
+// part of a cluster before and must not bootstrap one).
+func (n *Node) HasState() bool { return n.hasState }
+
+// ID is this server's Raft id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Address is this server's Raft address as others reach it.
+func (n *Node) Address() string { return string(n.transport.LocalAddr()) }
+
+// BootstrapWith forms a new cluster of the given voters (id -> raft address). Every server of a
+// --bootstrap-expect group calls it with the same set, which Raft allows.
+func (n *Node) BootstrapWith(voters map[string]string) error {
+	conf := raft.Configuration{}
+	for id, addr := range voters {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(addr)})
+	}
+	return n.raft.BootstrapCluster(conf).Error()
+}
+
+// VerifyLeader confirms with a quorum that this server still leads: a read after it is
+// linearizable (the leader applied everything committed before serving, see Barrier).
+func (n *Node) VerifyLeader() error {
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return nil
 }
 
 // Raft exposes the underlying server (leadership, configuration changes).
@@ -150,8 +180,16 @@ func (n *Node) Apply(ctx context.Context, t fsm.CommandType, m proto.Message) (a
 // Barrier waits until every entry committed before it has been applied locally.
 func (n *Node) Barrier(timeout time.Duration) error { return n.raft.Barrier(timeout).Error() }
 
-// Shutdown stops the server and closes its stores.
+// Shutdown stops the server and closes its stores. A leader of a cluster with other voters
+// hands leadership over first, so that the cluster does not wait out an election timeout.
 func (n *Node) Shutdown() error {
+	if n.IsLeader() {
+		if f := n.raft.GetConfiguration(); f.Error() == nil && len(f.Configuration().Servers) > 1 {
+			if err := n.raft.LeadershipTransfer().Error(); err != nil {
+				n.cfg.Logger.Warn("leadership transfer before shutdown", "err", err)
+			}
+		}
+	}
 	err := n.raft.Shutdown().Error()
 	n.transport.Close()
 	if cerr := n.store.Close(); err == nil {

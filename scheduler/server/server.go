@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -44,8 +43,18 @@ type Config struct {
 	HTTPAddr  string // /metrics and /healthz, default 127.0.0.1:7401; "" disables with "off"
 	RaftAddr  string // default 127.0.0.1:7402
 	Bootstrap bool   // form a new single-voter cluster if DataDir is empty
-	ARNs      arn.Builder
-	Logger    *slog.Logger
+	// BootstrapExpect forms a new cluster of this many voters, found through Join.
+	BootstrapExpect int
+	// Join lists other schedulers' API addresses: to find the peers of a --bootstrap-expect
+	// group, or to join a running cluster.
+	Join []string
+	// AdvertiseGRPC is the API address other schedulers and clients reach this one at;
+	// default the listen address.
+	AdvertiseGRPC string
+	// AdvertiseRaft is the Raft address other schedulers reach this one at; default RaftAddr.
+	AdvertiseRaft string
+	ARNs          arn.Builder
+	Logger        *slog.Logger
 	// StoppedTaskRetention is how long a STOPPED task stays describable; default 1h.
 	StoppedTaskRetention time.Duration
 	// GCInterval is how often stopped tasks are collected; default 1m.
@@ -117,7 +126,8 @@ func New(cfg Config) (*Server, error) {
 	s.store = store
 	f := fsm.New(store, cfg.ARNs, cfg.Logger)
 	s.raft, err = raftnode.New(raftnode.Config{
-		ID: cfg.NodeID, DataDir: cfg.DataDir, BindAddr: cfg.RaftAddr, Bootstrap: cfg.Bootstrap, Logger: cfg.Logger,
+		ID: cfg.NodeID, DataDir: cfg.DataDir, BindAddr: cfg.RaftAddr, Advertise: cfg.AdvertiseRaft, Logger: cfg.Logger,
+		Bootstrap: cfg.Bootstrap && cfg.BootstrapExpect <= 1 && len(cfg.Join) == 0,
 	}, f)
 	if err != nil {
 		return nil, err
@@ -128,14 +138,18 @@ func New(cfg Config) (*Server, error) {
 		s.raft.Shutdown()
 		return nil, fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
 	}
+	if s.cfg.AdvertiseGRPC == "" {
+		s.cfg.AdvertiseGRPC = s.grpcLis.Addr().String()
+	}
 	s.grpc = grpc.NewServer(
-		grpc.ChainUnaryInterceptor(newGRPCMetrics(cfg.Registry).unary),
+		grpc.ChainUnaryInterceptor(newGRPCMetrics(cfg.Registry).unary, s.forwardUnary),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 10 * time.Second}),
 	)
 	api.New(store, s.raft, api.WithARNs(cfg.ARNs), api.WithLogger(cfg.Logger), api.WithNodeDialer(s.dialNode)).Attach(s.grpc)
 	s.disp = dispatcher.New(store, s.raft, cfg.Logger, cfg.Registry)
 	s.disp.Attach(s.grpc)
+	orchv1.RegisterOperatorServer(s.grpc, &operator{s: s})
 	go func() {
 		if err := s.grpc.Serve(s.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error("grpc server", "err", err)
@@ -157,8 +171,9 @@ func New(cfg Config) (*Server, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopLoop = cancel
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.leaderLoop(ctx)
+	go s.form(ctx)
 	return s, nil
 }
 
@@ -276,16 +291,10 @@ func (s *Server) establishLeadership(ctx context.Context) {
 }
 
 func (s *Server) dialNode(ctx context.Context, address string) (orchv1.NodeServiceClient, error) {
-	s.connMu.Lock()
-	defer s.connMu.Unlock()
-	if c, ok := s.conns[address]; ok {
-		return orchv1.NewNodeServiceClient(c), nil
-	}
-	c, err := grpc.NewClient(address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := s.conn(address)
 	if err != nil {
 		return nil, err
 	}
-	s.conns[address] = c
 	return orchv1.NewNodeServiceClient(c), nil
 }
 

@@ -1,0 +1,136 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	orchv1 "orch/proto/orch/v1"
+)
+
+// Any scheduler answers any request: reads are served from the local state; writes (and reads
+// that ask to be consistent) are forwarded to the leader, whose Raft log orders them. A
+// forwarded call carries forwardedKey so that it is never forwarded twice: a server that
+// receives a forwarded write but no longer leads says so, and the client retries.
+const forwardedKey = "orch-forwarded"
+
+// leaderMethods must run on the leader.
+var leaderMethods = map[string]bool{
+	orchv1.Orch_CreateCluster_FullMethodName:            true,
+	orchv1.Orch_DeleteCluster_FullMethodName:            true,
+	orchv1.Orch_RegisterTaskDefinition_FullMethodName:   true,
+	orchv1.Orch_DeregisterTaskDefinition_FullMethodName: true,
+	orchv1.Orch_RunTask_FullMethodName:                  true,
+	orchv1.Orch_StopTask_FullMethodName:                 true,
+	orchv1.Orch_TagResource_FullMethodName:              true,
+	orchv1.Orch_UntagResource_FullMethodName:            true,
+	orchv1.AgentService_Register_FullMethodName:         true,
+	orchv1.Operator_RaftRemovePeer_FullMethodName:       true,
+	orchv1.Operator_Join_FullMethodName:                 true,
+}
+
+// consistentRequest is a read that asks to be served by the leader.
+type consistentRequest interface{ GetConsistent() bool }
+
+func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	need := leaderMethods[info.FullMethod]
+	if c, ok := req.(consistentRequest); ok && c.GetConsistent() {
+		need = true
+	}
+	if !need || s.raft.IsLeader() {
+		return handler(ctx, req)
+	}
+	if md, _ := metadata.FromIncomingContext(ctx); len(md.Get(forwardedKey)) > 0 {
+		return nil, status.Errorf(codes.Unavailable, "scheduler %s is not the leader (forwarded call); retry", s.cfg.NodeID)
+	}
+	conn, err := s.leaderConn()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := newResponse(info.FullMethod)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	octx := metadata.AppendToOutgoingContext(ctx, forwardedKey, s.cfg.NodeID)
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		for _, k := range []string{"authorization"} {
+			for _, v := range md.Get(k) {
+				octx = metadata.AppendToOutgoingContext(octx, k, v)
+			}
+		}
+	}
+	if err := conn.Invoke(octx, info.FullMethod, req, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// newResponse makes an empty response message of a method, from the registered descriptors.
+func newResponse(fullMethod string) (proto.Message, error) {
+	parts := strings.Split(strings.TrimPrefix(fullMethod, "/"), "/")
+	if len(parts) != 2 {
+		return nil, fmt.Errorf("method %q", fullMethod)
+	}
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(parts[0]))
+	if err != nil {
+		return nil, fmt.Errorf("service of %s: %w", fullMethod, err)
+	}
+	sd, ok := d.(protoreflect.ServiceDescriptor)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a service", parts[0])
+	}
+	md := sd.Methods().ByName(protoreflect.Name(parts[1]))
+	if md == nil {
+		return nil, fmt.Errorf("no method %s", fullMethod)
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(md.Output().FullName())
+	if err != nil {
+		return nil, err
+	}
+	return mt.New().Interface(), nil
+}
+
+// leaderAddr returns the leader's API address, from the servers table.
+func (s *Server) leaderAddr() (string, error) {
+	_, id := s.raft.Raft().LeaderWithID()
+	if id == "" {
+		return "", status.Error(codes.Unavailable, "no leader elected yet; retry")
+	}
+	srv, err := s.store.Read().Server(nil, string(id))
+	if err != nil || srv == nil || srv.GetGrpcAddress() == "" {
+		return "", status.Errorf(codes.Unavailable, "leader %s has not published its API address yet; retry", id)
+	}
+	return srv.GetGrpcAddress(), nil
+}
+
+func (s *Server) leaderConn() (*grpc.ClientConn, error) {
+	addr, err := s.leaderAddr()
+	if err != nil {
+		return nil, err
+	}
+	return s.conn(addr)
+}
+
+// conn returns a cached client connection to another scheduler or an agent.
+func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if c, ok := s.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "dial %s: %v", addr, err)
+	}
+	s.conns[addr] = c
+	return c, nil
+}

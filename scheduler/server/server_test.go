@@ -1,0 +1,211 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	orchv1 "orch/proto/orch/v1"
+)
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type testCluster struct {
+	t       *testing.T
+	servers []*Server
+	cfgs    []Config
+}
+
+// newCluster starts n schedulers in this process that form one cluster with --bootstrap-expect.
+func newCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	tc := &testCluster{t: t}
+	var join []string
+	for i := 0; i < n; i++ {
+		cfg := Config{
+			DataDir: filepath.Join(t.TempDir(), fmt.Sprint("s", i)), NodeID: fmt.Sprint("s", i),
+			GRPCAddr: freePort(t), HTTPAddr: "off", RaftAddr: freePort(t), BootstrapExpect: n,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		}
+		join = append(join, cfg.GRPCAddr)
+		tc.cfgs = append(tc.cfgs, cfg)
+	}
+	for i := range tc.cfgs {
+		tc.cfgs[i].Join = join
+		s, err := New(tc.cfgs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.servers = append(tc.servers, s)
+	}
+	t.Cleanup(func() {
+		for _, s := range tc.servers {
+			if s != nil {
+				s.Close()
+			}
+		}
+	})
+	return tc
+}
+
+// leader waits for a leader among the running servers whose address is published.
+func (tc *testCluster) leader() int {
+	tc.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, s := range tc.servers {
+			if s != nil && s.raft.IsLeader() {
+				if rec, _ := s.store.Read().Server(nil, s.cfg.NodeID); rec != nil {
+					return i
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tc.t.Fatal("no leader")
+	return -1
+}
+
+func (tc *testCluster) client(i int) (orchv1.OrchClient, orchv1.OperatorClient) {
+	tc.t.Helper()
+	conn, err := grpc.NewClient(tc.servers[i].GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	tc.t.Cleanup(func() { conn.Close() })
+	return orchv1.NewOrchClient(conn), orchv1.NewOperatorClient(conn)
+}
+
+// retry calls fn until it succeeds: right after an election a write may find no leader yet.
+func retry(t *testing.T, fn func() error) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if err = fn(); err == nil {
+			return
+		}
+	}
+	t.Fatal(err)
+}
+
+func TestThreeServers(t *testing.T) {
+	tc := newCluster(t, 3)
+	ctx := context.Background()
+	l := tc.leader()
+	f := (l + 1) % 3
+	api, op := tc.client(f)
+
+	// A write sent to a follower is forwarded to the leader.
+	retry(t, func() error {
+		_, err := api.CreateCluster(ctx, &orchv1.CreateClusterRequest{ClusterName: "via-follower"})
+		return err
+	})
+	peers, err := op.RaftListPeers(ctx, &orchv1.RaftListPeersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaders := 0
+	for _, p := range peers.GetServers() {
+		if p.GetLeader() {
+			leaders++
+		}
+		if !p.GetVoter() || p.GetGrpcAddress() == "" {
+			retry(t, func() error { // addresses are published shortly after formation
+				peers, err = op.RaftListPeers(ctx, &orchv1.RaftListPeersRequest{})
+				for _, p := range peers.GetServers() {
+					if p.GetGrpcAddress() == "" {
+						return fmt.Errorf("peer %s has no API address yet", p.GetId())
+					}
+				}
+				return err
+			})
+		}
+	}
+	if len(peers.GetServers()) != 3 || leaders != 1 {
+		t.Fatalf("peers: %v", peers.GetServers())
+	}
+
+	// Snapshot from a follower (forwarded), then more writes, then restore: the later writes
+	// are gone and the earlier ones are there, on every server.
+	var snap bytes.Buffer
+	stream, err := op.SnapshotSave(ctx, &orchv1.SnapshotSaveRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		c, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap.Write(c.GetData())
+	}
+	if _, err := api.CreateCluster(ctx, &orchv1.CreateClusterRequest{ClusterName: "after-snapshot"}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := op.SnapshotRestore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Send(&orchv1.SnapshotChunk{Data: snap.Bytes()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.CloseAndRecv(); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	for i, s := range tc.servers {
+		i, s := i, s
+		retry(t, func() error {
+			r := s.store.Read()
+			a, _ := r.Cluster(nil, "via-follower")
+			b, _ := r.Cluster(nil, "after-snapshot")
+			if a == nil || b != nil {
+				return fmt.Errorf("server %d: restored state not there yet", i)
+			}
+			return nil
+		})
+	}
+	// A bad snapshot is refused and changes nothing.
+	rs, _ = op.SnapshotRestore(ctx)
+	rs.Send(&orchv1.SnapshotChunk{Data: []byte("not a snapshot")})
+	if _, err := rs.CloseAndRecv(); err == nil {
+		t.Fatal("a bad snapshot was accepted")
+	}
+
+	// The leader stops (gracefully: it hands leadership over); writes continue.
+	tc.servers[l].Close()
+	tc.servers[l] = nil
+	nl := tc.leader()
+	api2, op2 := tc.client(nl)
+	retry(t, func() error {
+		_, err := api2.CreateCluster(ctx, &orchv1.CreateClusterRequest{ClusterName: "after-failover"})
+		return err
+	})
+	// The stopped server can be removed from the configuration.
+	if _, err := op2.RaftRemovePeer(ctx, &orchv1.RaftRemovePeerRequest{Id: tc.cfgs[l].NodeID}); err != nil {
+		t.Fatal(err)
+	}
+	peers, _ = op2.RaftListPeers(ctx, &orchv1.RaftListPeersRequest{})
+	if len(peers.GetServers()) != 2 {
+		t.Fatalf("after remove-peer: %v", peers.GetServers())
+	}
+}
