@@ -105,6 +105,8 @@ commands, same flags, same JSON. The scheduler endpoint is --endpoint, else $ORC
 		&cobra.Group{ID: "taskdefs", Title: "Task definitions:"},
 		&cobra.Group{ID: "tasks", Title: "Tasks:"},
 		&cobra.Group{ID: "instances", Title: "Container instances:"},
+		&cobra.Group{ID: "tags", Title: "Tagging:"},
+		&cobra.Group{ID: "operator", Title: "Control plane:"},
 	)
 	add := func(group string, cmds ...*cobra.Command) {
 		for _, c := range cmds {
@@ -117,6 +119,8 @@ commands, same flags, same JSON. The scheduler endpoint is --endpoint, else $ORC
 		a.listTaskDefinitionsCmd(), a.deregisterTaskDefinitionCmd())
 	add("tasks", a.runTaskCmd(), a.stopTaskCmd(), a.listTasksCmd(), a.describeTasksCmd(), a.logsCmd())
 	add("instances", a.listContainerInstancesCmd(), a.describeContainerInstancesCmd())
+	add("tags", a.tagResourceCmd(), a.untagResourceCmd(), a.listTagsForResourceCmd())
+	add("operator", a.operatorCmd())
 	root.AddCommand(versionCmd())
 	return root
 }

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	orchv1 "orch/proto/orch/v1"
@@ -140,7 +142,9 @@ func (o *operator) SnapshotSave(_ *orchv1.SnapshotSaveRequest, stream orchv1.Ope
 	if err := o.s.raft.Barrier(10 * time.Second); err != nil {
 		return toStatus(err)
 	}
-	if err := o.s.store.Read().WriteSnapshot(&buf); err != nil {
+	r := o.s.store.Read()
+	stream.SetTrailer(metadata.Pairs("orch-snapshot-index", strconv.FormatUint(r.LatestIndex(), 10)))
+	if err := r.WriteSnapshot(&buf); err != nil {
 		return status.Errorf(codes.Internal, "snapshot: %v", err)
 	}
 	for b := buf.Bytes(); len(b) > 0; {
@@ -165,6 +169,7 @@ func (o *operator) forwardSave(stream orchv1.Operator_SnapshotSaveServer) error 
 	for {
 		c, err := in.Recv()
 		if errors.Is(err, io.EOF) {
+			stream.SetTrailer(in.Trailer())
 			return nil
 		}
 		if err != nil {

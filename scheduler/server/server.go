@@ -16,13 +16,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"orch/pkg/arn"
@@ -66,16 +69,19 @@ type Config struct {
 
 // Server is a running scheduler.
 type Server struct {
-	cfg      Config
-	store    *state.Store
-	raft     *raftnode.Node
-	grpc     *grpc.Server
-	http     *http.Server
-	grpcLis  net.Listener
-	log      *slog.Logger
-	disp     *dispatcher.Dispatcher
-	stopLoop context.CancelFunc
-	wg       sync.WaitGroup
+	cfg     Config
+	store   *state.Store
+	raft    *raftnode.Node
+	grpc    *grpc.Server
+	http    *http.Server
+	grpcLis net.Listener
+	log     *slog.Logger
+	disp    *dispatcher.Dispatcher
+	// leaderReady is true while this server leads and has applied everything committed
+	// before its term.
+	leaderReady atomic.Bool
+	stopLoop    context.CancelFunc
+	wg          sync.WaitGroup
 
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn
@@ -146,7 +152,8 @@ func New(cfg Config) (*Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 10 * time.Second}),
 	)
-	api.New(store, s.raft, api.WithARNs(cfg.ARNs), api.WithLogger(cfg.Logger), api.WithNodeDialer(s.dialNode)).Attach(s.grpc)
+	api.New(store, s.raft, api.WithARNs(cfg.ARNs), api.WithLogger(cfg.Logger), api.WithNodeDialer(s.dialNode),
+		api.WithConsistentRead(s.consistentRead)).Attach(s.grpc)
 	s.disp = dispatcher.New(store, s.raft, cfg.Logger, cfg.Registry)
 	s.disp.Attach(s.grpc)
 	orchv1.RegisterOperatorServer(s.grpc, &operator{s: s})
@@ -216,6 +223,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			return
 		case leader := <-s.raft.LeaderCh():
 			stop()
+			s.leaderReady.Store(false)
 			if !leader {
 				s.log.Info("lost leadership", "node_id", s.cfg.NodeID)
 				continue
@@ -229,6 +237,17 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			go func() { defer wg.Done(); s.gcStoppedTasks(lctx) }()
 		}
 	}
+}
+
+// consistentRead makes a read on the leader linearizable: every entry committed before this
+// leader's term has been applied here (the barrier of establishLeadership), every write this
+// leader acknowledged was applied before it was acknowledged, and VerifyLeader confirms with a
+// quorum that no newer leader exists, all without writing to the log.
+func (s *Server) consistentRead(ctx context.Context) error {
+	if !s.leaderReady.Load() {
+		return status.Error(codes.Unavailable, "leader not ready for consistent reads yet; retry")
+	}
+	return s.raft.VerifyLeader()
 }
 
 // gcStoppedTasks forgets tasks that have been STOPPED for longer than the retention.
@@ -268,6 +287,7 @@ func (s *Server) establishLeadership(ctx context.Context) {
 		s.log.Warn("barrier after election", "err", err)
 		return
 	}
+	s.leaderReady.Store(true)
 	hosts, _ := s.store.Read().Hosts(nil)
 	for _, h := range hosts {
 		if !h.GetConnected() || s.disp.HasSession(h.GetId()) {
