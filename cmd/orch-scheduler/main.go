@@ -20,6 +20,7 @@ import (
 	"orch/agent"
 	"orch/agent/logs"
 	"orch/pkg/arn"
+	"orch/scheduler/controllers"
 	"orch/scheduler/server"
 )
 
@@ -59,6 +60,8 @@ func run() error {
 		hostNetNS  = flag.String("host-netns", "", "--dev: do host-side networking (bridges, veths, nftables) in this network namespace")
 		namespace  = flag.String("namespace", "orch", "--dev: containerd namespace of the embedded agent")
 		logLevel   = flag.String("log-level", "info", "debug, info, warn or error")
+		hbGrace    = flag.Duration("heartbeat-grace", controllers.DefaultGrace, "a host silent for longer (no heartbeat; agents send one every 5s) is marked disconnected; each new leader gives every host this long to reconnect")
+		lostAfter  = flag.Duration("host-lost-after", controllers.DefaultLostAfter, "a host disconnected for longer is lost: its tasks are marked STOPPED (stopCode HostLost)")
 		insecure   listFlag
 		join       listFlag
 	)
@@ -77,6 +80,7 @@ func run() error {
 	srv, err := server.New(server.Config{
 		DataDir: *dataDir, NodeID: *nodeID, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, RaftAddr: *raftAddr,
 		Bootstrap: *bootstrap || *dev, BootstrapExpect: *expect, Join: join, AdvertiseGRPC: *advGRPC, AdvertiseRaft: *advRaft, ARNs: arn.Builder{Region: *region, Account: *account}, Logger: log, Registry: reg,
+		HeartbeatGrace: *hbGrace, HostLostAfter: *lostAfter,
 	})
 	if err != nil {
 		return err

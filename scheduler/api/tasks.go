@@ -140,7 +140,7 @@ func liveIPs(r *state.ReadTxn, instance string) (map[string]bool, error) {
 	}
 	used := map[string]bool{}
 	for _, t := range tasks {
-		if t.GetLastStatus() != lifecycle.Stopped {
+		if t.GetLastStatus() != lifecycle.Stopped || t.GetEniHeld() { // held: its host may still run it
 			used[t.GetEni().GetIp()] = true
 		}
 	}

@@ -44,6 +44,7 @@ type Dispatcher struct {
 	mu       sync.Mutex
 	sessions map[string]uint64 // host id -> generation of its current session
 	gen      uint64
+	seen     seenTimes // last sign of life per host (liveness.go)
 
 	sessionsGauge prometheus.Gauge
 	reports       prometheus.Counter
@@ -138,9 +139,13 @@ func (d *Dispatcher) Session(stream orchv1.AgentService_SessionServer) error {
 	}
 	gen := d.open(hostID)
 	defer d.close(hostID, gen)
+	d.Touch(hostID)
 	if _, err := d.raft.Apply(ctx, fsm.CmdHostConnection, &orchv1.HostConnectionCommand{
 		HostId: hostID, Connected: true, At: timestamppb.New(d.now()),
 	}); err != nil {
+		return toStatus(err)
+	}
+	if err := d.releaseForgotten(ctx, hostID, hello.GetKnownTaskIds()); err != nil {
 		return toStatus(err)
 	}
 	log := d.log.With("host_id", hostID)
@@ -164,14 +169,6 @@ func (d *Dispatcher) Session(stream orchv1.AgentService_SessionServer) error {
 	}
 	log.Info("agent session closed", "err", err)
 	return err
-}
-
-// HasSession reports whether host has a session open on this scheduler.
-func (d *Dispatcher) HasSession(host string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, ok := d.sessions[host]
-	return ok
 }
 
 func (d *Dispatcher) open(host string) uint64 {
@@ -210,6 +207,7 @@ func (d *Dispatcher) recvLoop(ctx context.Context, host string, stream orchv1.Ag
 		if err != nil {
 			return err
 		}
+		d.Touch(host)
 		switch msg := m.GetMsg().(type) {
 		case *orchv1.AgentMessage_Heartbeat:
 			if err := send(&orchv1.SchedulerMessage{Msg: &orchv1.SchedulerMessage_HeartbeatAck{HeartbeatAck: &orchv1.Heartbeat{SentAt: timestamppb.New(d.now())}}}); err != nil {
@@ -247,6 +245,11 @@ func (d *Dispatcher) assignLoop(ctx context.Context, host string, known []string
 		for _, t := range tasks {
 			present[t.GetId()] = true
 			if t.GetLastStatus() == lifecycle.Stopped {
+				// Marked lost while this session lived on (a stall): the agent may still run it.
+				if _, ok := sent[t.GetId()]; ok && t.GetEniHeld() {
+					msg.RemovedTaskIds = append(msg.RemovedTaskIds, t.GetId())
+					delete(sent, t.GetId())
+				}
 				continue
 			}
 			if !full && sent[t.GetId()] == t.GetVersion() {

@@ -26,7 +26,7 @@ func applyPlaceTasks(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 			}
 			inUse[inst] = map[string]bool{}
 			for _, lt := range live {
-				if lt.GetLastStatus() != lifecycle.Stopped {
+				if lt.GetLastStatus() != lifecycle.Stopped || lt.GetEniHeld() {
 					inUse[inst][lt.GetEni().GetIp()] = true
 				}
 			}
@@ -99,6 +99,8 @@ func applyTaskStatus(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 		}
 		next := proto.Clone(t).(*orchv1.Task)
 		mergeStatus(next, st)
+		// The host confirms a lost task stopped: its address is free again (see applyTasksLost).
+		next.EniHeld = next.GetEniHeld() && st.GetLastStatus() != lifecycle.Stopped
 		if proto.Equal(next, t) {
 			continue
 		}
@@ -194,7 +196,7 @@ func applyDeleteTasks(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if t == nil || t.GetLastStatus() != lifecycle.Stopped {
+		if t == nil || t.GetLastStatus() != lifecycle.Stopped || t.GetEniHeld() { // a held address outlives retention
 			continue
 		}
 		if err := w.DeleteTask(t); err != nil {

@@ -32,6 +32,7 @@ import (
 	"orch/pkg/lifecycle"
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/api"
+	"orch/scheduler/controllers"
 	"orch/scheduler/dispatcher"
 	"orch/scheduler/fsm"
 	"orch/scheduler/raftnode"
@@ -62,6 +63,10 @@ type Config struct {
 	StoppedTaskRetention time.Duration
 	// GCInterval is how often stopped tasks are collected; default 1m.
 	GCInterval time.Duration
+	// HeartbeatGrace is how long a host may stay silent before it is marked disconnected;
+	// HostLostAfter how long it may then stay disconnected before its tasks are marked lost.
+	// Zero takes the defaults (10s, 60s; see controllers.LivenessConfig).
+	HeartbeatGrace, HostLostAfter time.Duration
 	// Registry receives the scheduler's metrics; default a new registry with Go and process
 	// collectors.
 	Registry *prometheus.Registry
@@ -77,6 +82,7 @@ type Server struct {
 	grpcLis net.Listener
 	log     *slog.Logger
 	disp    *dispatcher.Dispatcher
+	live    *controllers.Liveness
 	// leaderReady is true while this server leads and has applied everything committed
 	// before its term.
 	leaderReady atomic.Bool
@@ -155,6 +161,9 @@ func New(cfg Config) (*Server, error) {
 	api.New(store, s.raft, api.WithARNs(cfg.ARNs), api.WithLogger(cfg.Logger), api.WithNodeDialer(s.dialNode),
 		api.WithConsistentRead(s.consistentRead)).Attach(s.grpc)
 	s.disp = dispatcher.New(store, s.raft, cfg.Logger, cfg.Registry)
+	s.live = controllers.NewLiveness(store, s.raft, s.disp.LastSeen, time.Now, controllers.LivenessConfig{
+		Grace: cfg.HeartbeatGrace, LostAfter: cfg.HostLostAfter, Logger: cfg.Logger, Registerer: cfg.Registry,
+	})
 	s.disp.Attach(s.grpc)
 	orchv1.RegisterOperatorServer(s.grpc, &operator{s: s})
 	go func() {
@@ -235,6 +244,8 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			s.establishLeadership(lctx)
 			wg.Add(1)
 			go func() { defer wg.Done(); s.gcStoppedTasks(lctx) }()
+			wg.Add(1)
+			go func() { defer wg.Done(); s.live.Run(lctx) }()
 		}
 	}
 }
@@ -266,7 +277,7 @@ func (s *Server) gcStoppedTasks(ctx context.Context) {
 		}
 		cmd := &orchv1.DeleteTasksCommand{}
 		for _, tk := range tasks {
-			if tk.GetLastStatus() == lifecycle.Stopped && time.Since(tk.GetStoppedAt().AsTime()) > s.cfg.StoppedTaskRetention {
+			if tk.GetLastStatus() == lifecycle.Stopped && !tk.GetEniHeld() && time.Since(tk.GetStoppedAt().AsTime()) > s.cfg.StoppedTaskRetention {
 				cmd.TaskIds = append(cmd.TaskIds, tk.GetId())
 			}
 		}
@@ -288,17 +299,6 @@ func (s *Server) establishLeadership(ctx context.Context) {
 		return
 	}
 	s.leaderReady.Store(true)
-	hosts, _ := s.store.Read().Hosts(nil)
-	for _, h := range hosts {
-		if !h.GetConnected() || s.disp.HasSession(h.GetId()) {
-			continue
-		}
-		if _, err := s.raft.Apply(ctx, fsm.CmdHostConnection, &orchv1.HostConnectionCommand{
-			HostId: h.GetId(), Connected: false, At: timestamppb.Now(),
-		}); err != nil {
-			s.log.Warn("marking host disconnected", "host_id", h.GetId(), "err", err)
-		}
-	}
 	c, err := s.store.Read().Cluster(nil, "default")
 	if err != nil || c != nil {
 		return

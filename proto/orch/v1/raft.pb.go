@@ -740,6 +740,77 @@ func (x *TagResourceCommand) GetUntag() []string {
 	return nil
 }
 
+// TasksLostCommand marks a lost host's tasks STOPPED: the host has sent nothing for longer than
+// the heartbeat grace plus the lost timeout. Their addresses stay held (Task.eni_held) until the
+// host confirms they stopped. Applied only while the host is recorded disconnected.
+type TasksLostCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HostId        string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	TaskIds       []string               `protobuf:"bytes,2,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"` // the tasks' stoppedReason, unless one is set already
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TasksLostCommand) Reset() {
+	*x = TasksLostCommand{}
+	mi := &file_orch_v1_raft_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TasksLostCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TasksLostCommand) ProtoMessage() {}
+
+func (x *TasksLostCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_raft_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TasksLostCommand.ProtoReflect.Descriptor instead.
+func (*TasksLostCommand) Descriptor() ([]byte, []int) {
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TasksLostCommand) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *TasksLostCommand) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
+func (x *TasksLostCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *TasksLostCommand) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 var File_orch_v1_raft_proto protoreflect.FileDescriptor
 
 const file_orch_v1_raft_proto_rawDesc = "" +
@@ -784,7 +855,12 @@ const file_orch_v1_raft_proto_rawDesc = "" +
 	"\x12TagResourceCommand\x12!\n" +
 	"\fresource_arn\x18\x01 \x01(\tR\vresourceArn\x12 \n" +
 	"\x04tags\x18\x02 \x03(\v2\f.orch.v1.TagR\x04tags\x12\x14\n" +
-	"\x05untag\x18\x03 \x03(\tR\x05untagB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
+	"\x05untag\x18\x03 \x03(\tR\x05untag\"\x8a\x01\n" +
+	"\x10TasksLostCommand\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x19\n" +
+	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02atB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
 
 var (
 	file_orch_v1_raft_proto_rawDescOnce sync.Once
@@ -798,7 +874,7 @@ func file_orch_v1_raft_proto_rawDescGZIP() []byte {
 	return file_orch_v1_raft_proto_rawDescData
 }
 
-var file_orch_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_orch_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_orch_v1_raft_proto_goTypes = []any{
 	(*CreateClusterCommand)(nil),            // 0: orch.v1.CreateClusterCommand
 	(*DeleteClusterCommand)(nil),            // 1: orch.v1.DeleteClusterCommand
@@ -814,34 +890,36 @@ var file_orch_v1_raft_proto_goTypes = []any{
 	(*RegisterServerCommand)(nil),           // 11: orch.v1.RegisterServerCommand
 	(*DeregisterServerCommand)(nil),         // 12: orch.v1.DeregisterServerCommand
 	(*TagResourceCommand)(nil),              // 13: orch.v1.TagResourceCommand
-	(*Cluster)(nil),                         // 14: orch.v1.Cluster
-	(*timestamppb.Timestamp)(nil),           // 15: google.protobuf.Timestamp
-	(*TaskDefinition)(nil),                  // 16: orch.v1.TaskDefinition
-	(*Host)(nil),                            // 17: orch.v1.Host
-	(*Task)(nil),                            // 18: orch.v1.Task
-	(*TaskStatus)(nil),                      // 19: orch.v1.TaskStatus
-	(*TaskUsageReport_Entry)(nil),           // 20: orch.v1.TaskUsageReport.Entry
-	(*SchedulerServer)(nil),                 // 21: orch.v1.SchedulerServer
-	(*Tag)(nil),                             // 22: orch.v1.Tag
+	(*TasksLostCommand)(nil),                // 14: orch.v1.TasksLostCommand
+	(*Cluster)(nil),                         // 15: orch.v1.Cluster
+	(*timestamppb.Timestamp)(nil),           // 16: google.protobuf.Timestamp
+	(*TaskDefinition)(nil),                  // 17: orch.v1.TaskDefinition
+	(*Host)(nil),                            // 18: orch.v1.Host
+	(*Task)(nil),                            // 19: orch.v1.Task
+	(*TaskStatus)(nil),                      // 20: orch.v1.TaskStatus
+	(*TaskUsageReport_Entry)(nil),           // 21: orch.v1.TaskUsageReport.Entry
+	(*SchedulerServer)(nil),                 // 22: orch.v1.SchedulerServer
+	(*Tag)(nil),                             // 23: orch.v1.Tag
 }
 var file_orch_v1_raft_proto_depIdxs = []int32{
-	14, // 0: orch.v1.CreateClusterCommand.cluster:type_name -> orch.v1.Cluster
-	15, // 1: orch.v1.DeleteClusterCommand.at:type_name -> google.protobuf.Timestamp
-	16, // 2: orch.v1.RegisterTaskDefinitionCommand.task_definition:type_name -> orch.v1.TaskDefinition
-	15, // 3: orch.v1.DeregisterTaskDefinitionCommand.at:type_name -> google.protobuf.Timestamp
-	17, // 4: orch.v1.RegisterHostCommand.host:type_name -> orch.v1.Host
-	15, // 5: orch.v1.HostConnectionCommand.at:type_name -> google.protobuf.Timestamp
-	18, // 6: orch.v1.PlaceTasksCommand.tasks:type_name -> orch.v1.Task
-	15, // 7: orch.v1.StopTasksCommand.at:type_name -> google.protobuf.Timestamp
-	19, // 8: orch.v1.TaskStatusCommand.tasks:type_name -> orch.v1.TaskStatus
-	20, // 9: orch.v1.TaskUsageCommand.tasks:type_name -> orch.v1.TaskUsageReport.Entry
-	21, // 10: orch.v1.RegisterServerCommand.server:type_name -> orch.v1.SchedulerServer
-	22, // 11: orch.v1.TagResourceCommand.tags:type_name -> orch.v1.Tag
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	15, // 0: orch.v1.CreateClusterCommand.cluster:type_name -> orch.v1.Cluster
+	16, // 1: orch.v1.DeleteClusterCommand.at:type_name -> google.protobuf.Timestamp
+	17, // 2: orch.v1.RegisterTaskDefinitionCommand.task_definition:type_name -> orch.v1.TaskDefinition
+	16, // 3: orch.v1.DeregisterTaskDefinitionCommand.at:type_name -> google.protobuf.Timestamp
+	18, // 4: orch.v1.RegisterHostCommand.host:type_name -> orch.v1.Host
+	16, // 5: orch.v1.HostConnectionCommand.at:type_name -> google.protobuf.Timestamp
+	19, // 6: orch.v1.PlaceTasksCommand.tasks:type_name -> orch.v1.Task
+	16, // 7: orch.v1.StopTasksCommand.at:type_name -> google.protobuf.Timestamp
+	20, // 8: orch.v1.TaskStatusCommand.tasks:type_name -> orch.v1.TaskStatus
+	21, // 9: orch.v1.TaskUsageCommand.tasks:type_name -> orch.v1.TaskUsageReport.Entry
+	22, // 10: orch.v1.RegisterServerCommand.server:type_name -> orch.v1.SchedulerServer
+	23, // 11: orch.v1.TagResourceCommand.tags:type_name -> orch.v1.Tag
+	16, // 12: orch.v1.TasksLostCommand.at:type_name -> google.protobuf.Timestamp
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_orch_v1_raft_proto_init() }
@@ -859,7 +937,7 @@ func file_orch_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orch_v1_raft_proto_rawDesc), len(file_orch_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

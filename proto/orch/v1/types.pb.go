@@ -1385,7 +1385,11 @@ type Task struct {
 	Eni                 *Eni       `protobuf:"bytes,35,opt,name=eni,proto3" json:"eni,omitempty"`
 	Usage               *TaskUsage `protobuf:"bytes,36,opt,name=usage,proto3" json:"usage,omitempty"`
 	// orch: Raft index of the last change; agents use it to skip stale assignments.
-	ModifyIndex   uint64 `protobuf:"varint,37,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	ModifyIndex uint64 `protobuf:"varint,37,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	// orch: the address stays reserved until the host confirms the task stopped (set when the
+	// task is marked lost with its host; cleared by the agent's STOPPED report, or when the
+	// reconnected agent no longer knows the task).
+	EniHeld       bool `protobuf:"varint,38,opt,name=eni_held,json=eniHeld,proto3" json:"eni_held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1679,6 +1683,13 @@ func (x *Task) GetModifyIndex() uint64 {
 	return 0
 }
 
+func (x *Task) GetEniHeld() bool {
+	if x != nil {
+		return x.EniHeld
+	}
+	return false
+}
+
 type Failure struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Arn           string                 `protobuf:"bytes,1,opt,name=arn,proto3" json:"arn,omitempty"`
@@ -1882,7 +1893,7 @@ const file_orch_v1_types_proto_rawDesc = "" +
 	"\fmemory_bytes\x18\x03 \x01(\x03R\vmemoryBytes\x12*\n" +
 	"\x11memory_peak_bytes\x18\x04 \x01(\x03R\x0fmemoryPeakBytes\x129\n" +
 	"\n" +
-	"sampled_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tsampledAt\"\xa7\f\n" +
+	"sampled_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tsampledAt\"\xc2\f\n" +
 	"\x04Task\x12\x19\n" +
 	"\btask_arn\x18\x01 \x01(\tR\ataskArn\x12\x1f\n" +
 	"\vcluster_arn\x18\x02 \x01(\tR\n" +
@@ -1933,7 +1944,8 @@ const file_orch_v1_types_proto_rawDesc = "" +
 	"\x15container_instance_id\x18\" \x01(\tR\x13containerInstanceId\x12\x1e\n" +
 	"\x03eni\x18# \x01(\v2\f.orch.v1.EniR\x03eni\x12(\n" +
 	"\x05usage\x18$ \x01(\v2\x12.orch.v1.TaskUsageR\x05usage\x12!\n" +
-	"\fmodify_index\x18% \x01(\x04R\vmodifyIndex\"K\n" +
+	"\fmodify_index\x18% \x01(\x04R\vmodifyIndex\x12\x19\n" +
+	"\beni_held\x18& \x01(\bR\aeniHeld\"K\n" +
 	"\aFailure\x12\x10\n" +
 	"\x03arn\x18\x01 \x01(\tR\x03arn\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
