@@ -6,7 +6,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"orch/agent"
 	"orch/agent/logs"
+	"orch/internal/cmdutil"
 )
 
 func main() {
@@ -25,11 +25,6 @@ func main() {
 		os.Exit(1)
 	}
 }
-
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, strings.Split(v, ",")...); return nil }
 
 func run() error {
 	var (
@@ -45,23 +40,22 @@ func run() error {
 		cpu        = flag.Int("cpu", 0, "CPU units to offer (default 1024 per core)")
 		memory     = flag.Int("memory", 0, "memory MiB to offer (default all)")
 		logLevel   = flag.String("log-level", "info", "debug, info, warn or error")
-		schedulers listFlag
-		clusters   listFlag
-		attrs      listFlag
-		insecure   listFlag
+		schedulers cmdutil.ListFlag
+		clusters   cmdutil.ListFlag
+		attrs      cmdutil.ListFlag
+		insecure   cmdutil.ListFlag
 	)
 	flag.Var(&schedulers, "scheduler", "scheduler gRPC address (repeatable or comma-separated; default 127.0.0.1:7400)")
 	flag.Var(&clusters, "cluster", "cluster to serve (repeatable; \"*\" for every cluster; default \"default\")")
 	flag.Var(&attrs, "attribute", "custom attribute name=value (repeatable)")
 	flag.Var(&insecure, "insecure-registry", "registry host:port to pull from over plain HTTP (repeatable; loopback registries always are)")
 	flag.Parse()
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level %q: %w", *logLevel, err)
+	log, err := cmdutil.NewLogger(*logLevel)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 	if len(schedulers) == 0 {
-		schedulers = listFlag{"127.0.0.1:7400"}
+		schedulers = cmdutil.ListFlag{"127.0.0.1:7400"}
 	}
 	attributes := map[string]string{}
 	for _, kv := range attrs {

@@ -7,11 +7,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +17,7 @@ import (
 
 	"orch/agent"
 	"orch/agent/logs"
+	"orch/internal/cmdutil"
 	"orch/pkg/arn"
 	"orch/scheduler/controllers"
 	"orch/scheduler/server"
@@ -33,11 +32,6 @@ func main() {
 		os.Exit(1)
 	}
 }
-
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, strings.Split(v, ",")...); return nil }
 
 func run() error {
 	var (
@@ -62,13 +56,13 @@ func run() error {
 		logLevel   = flag.String("log-level", "info", "debug, info, warn or error")
 		hbGrace    = flag.Duration("heartbeat-grace", controllers.DefaultGrace, "a host silent for longer (no heartbeat; agents send one every 5s) is marked disconnected; each new leader gives every host this long to reconnect")
 		lostAfter  = flag.Duration("host-lost-after", controllers.DefaultLostAfter, "a host disconnected for longer is lost: its tasks are marked STOPPED (stopCode HostLost)")
-		insecure   listFlag
-		join       listFlag
+		insecure   cmdutil.ListFlag
+		join       cmdutil.ListFlag
 	)
 	flag.Var(&join, "join", "other schedulers' API addresses (repeatable or comma-separated): the peers of a --bootstrap-expect group, or a running cluster to join")
 	flag.Var(&insecure, "insecure-registry", "--dev: registry host:port to pull from over plain HTTP (repeatable; loopback registries always are)")
 	flag.Parse()
-	log, err := newLogger(*logLevel)
+	log, err := cmdutil.NewLogger(*logLevel)
 	if err != nil {
 		return err
 	}
@@ -109,12 +103,4 @@ func run() error {
 	defer a.Close()
 	log.Info("embedded agent started; tasks keep running when this process stops")
 	return a.Run(ctx)
-}
-
-func newLogger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: %w", level, err)
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }

@@ -4,7 +4,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -15,10 +14,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"orch/pkg/arn"
-	"orch/pkg/taskdef"
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/fsm"
-	"orch/scheduler/raftnode"
+	"orch/scheduler/rpcerr"
 	"orch/scheduler/state"
 )
 
@@ -85,30 +83,7 @@ func New(store *state.Store, raft Applier, opts ...Opt) *Server {
 func (s *Server) Attach(g *grpc.Server) { orchv1.RegisterOrchServer(g, s) }
 
 // toStatus converts an error to a gRPC status, once, at the edge.
-func toStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	var verr *taskdef.ValidationError
-	switch {
-	case errors.As(err, &verr), errors.Is(err, state.ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, state.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, state.ErrConflict):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, raftnode.ErrNotLeader):
-		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	}
-	return status.Error(codes.Internal, err.Error())
-}
+var toStatus = rpcerr.ToStatus
 
 func invalid(format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, format, args...)

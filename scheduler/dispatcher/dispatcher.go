@@ -25,6 +25,7 @@ import (
 	"orch/pkg/taskdef"
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/fsm"
+	"orch/scheduler/rpcerr"
 	"orch/scheduler/state"
 )
 
@@ -70,22 +71,7 @@ func New(store *state.Store, raft Applier, log *slog.Logger, reg prometheus.Regi
 // Attach adds the service to a gRPC server.
 func (d *Dispatcher) Attach(g *grpc.Server) { orchv1.RegisterAgentServiceServer(g, d) }
 
-func toStatus(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, state.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, state.ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, state.ErrConflict):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	return status.Error(codes.Unavailable, err.Error())
-}
+var toStatus = rpcerr.ToStatus
 
 // Register implements orchv1.AgentServiceServer: it records the host and its container
 // instances (one per cluster it serves). A host without an id gets a new one.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/fsm"
+	"orch/scheduler/rpcerr"
 	"orch/scheduler/state"
 )
 
@@ -274,15 +274,4 @@ func (o *operator) forwardRestore(stream orchv1.Operator_SnapshotRestoreServer, 
 	return stream.SendAndClose(resp)
 }
 
-func toStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-		return status.Error(codes.Unavailable, err.Error())
-	}
-	return status.Error(codes.Internal, fmt.Sprint(err))
-}
+var toStatus = rpcerr.ToStatus
