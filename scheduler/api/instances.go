@@ -21,11 +21,12 @@ type hostUsage struct {
 	cpu, mem         int
 	ports            map[string]bool
 	running, pending map[string]int // by container instance
+	addresses        map[string]int // ENI addresses held, by container instance
 }
 
 // usageByHost sums the reservations of every task that is not STOPPED, per host.
 func usageByHost(r *state.ReadTxn, host string) (*hostUsage, error) {
-	u := &hostUsage{ports: map[string]bool{}, running: map[string]int{}, pending: map[string]int{}}
+	u := &hostUsage{ports: map[string]bool{}, running: map[string]int{}, pending: map[string]int{}, addresses: map[string]int{}}
 	tasks, err := r.TasksByHost(nil, host)
 	if err != nil {
 		return nil, err
@@ -33,8 +34,12 @@ func usageByHost(r *state.ReadTxn, host string) (*hostUsage, error) {
 	tdCache := map[string]*orchv1.TaskDefinition{}
 	for _, t := range tasks {
 		if t.GetLastStatus() == lifecycle.Stopped {
+			if t.GetEniHeld() {
+				u.addresses[t.GetContainerInstanceId()]++
+			}
 			continue
 		}
+		u.addresses[t.GetContainerInstanceId()]++
 		cpu, _ := strconv.Atoi(t.GetCpu())
 		mem, _ := strconv.Atoi(t.GetMemory())
 		u.cpu += cpu
@@ -106,6 +111,7 @@ func (s *Server) placementNodes(r *state.ReadTxn, cluster string) ([]*placement.
 		nodes = append(nodes, &placement.Node{
 			ID: ci.GetId(), HostID: h.GetId(), Status: ci.GetStatus(), Connected: h.GetConnected(),
 			CPU: int(h.GetCpu()), Memory: int(h.GetMemory()), UsedCPU: u.cpu, UsedMem: u.mem, UsedPorts: ports,
+			FreeIPs: placement.SubnetSize(ci.GetSubnet()) - u.addresses[ci.GetId()],
 		})
 	}
 	return nodes, nil

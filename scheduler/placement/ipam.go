@@ -59,3 +59,13 @@ func Overlaps(a, b string) bool {
 	pb, err2 := netip.ParsePrefix(b)
 	return err1 == nil && err2 == nil && pa.Overlaps(pb)
 }
+
+// SubnetSize is how many task addresses subnet has: all but the network, gateway and
+// broadcast addresses.
+func SubnetSize(subnet string) int {
+	p, err := netip.ParsePrefix(subnet)
+	if err != nil || !p.Addr().Is4() || p.Bits() > 30 {
+		return 0
+	}
+	return 1<<(32-p.Bits()) - 3
+}

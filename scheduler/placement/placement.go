@@ -15,6 +15,7 @@ const (
 	ReasonCPU    = "RESOURCE:CPU"
 	ReasonMemory = "RESOURCE:MEMORY"
 	ReasonPorts  = "RESOURCE:PORTS"
+	ReasonENI    = "RESOURCE:ENI" // the container instance's subnet has no free address
 	ReasonAgent  = "AGENT"
 	ReasonStatus = "INACTIVE" // the instance is DRAINING or INACTIVE
 )
@@ -30,6 +31,8 @@ type Node struct {
 	UsedCPU   int
 	UsedMem   int
 	UsedPorts map[string]bool // "tcp/80"
+	// FreeIPs is how many addresses of the instance's subnet are free; each task takes one.
+	FreeIPs int
 }
 
 // RemainingMemory is the memory not reserved by tasks.
@@ -80,6 +83,12 @@ var filters = []filter{
 		}
 		return ""
 	}},
+	{"eni", func(n *Node, _ Request) string {
+		if n.FreeIPs < 1 {
+			return ReasonENI
+		}
+		return ""
+	}},
 	{"ports", func(n *Node, r Request) string {
 		for _, p := range r.TCP {
 			if n.UsedPorts[fmt.Sprintf("tcp/%d", p)] {
@@ -109,6 +118,7 @@ func Place(nodes []*Node, req Request, count int) ([]*Node, []Failure) {
 			continue
 		}
 		picks = append(picks, n)
+		n.FreeIPs--
 		reserve(nodes, n.HostID, req)
 	}
 	return picks, failures
@@ -173,7 +183,7 @@ func explain(total int, rejected map[string]int) Failure {
 	}
 	// Most rejections first; ties in filter order, resources before agent and status, since a
 	// resource shortage is what a user can act on.
-	order := map[string]int{ReasonMemory: 0, ReasonCPU: 1, ReasonPorts: 2, ReasonAgent: 3, ReasonStatus: 4}
+	order := map[string]int{ReasonMemory: 0, ReasonCPU: 1, ReasonPorts: 2, ReasonENI: 3, ReasonAgent: 4, ReasonStatus: 5}
 	sort.Slice(reasons, func(i, j int) bool {
 		if rejected[reasons[i]] != rejected[reasons[j]] {
 			return rejected[reasons[i]] > rejected[reasons[j]]
@@ -192,5 +202,5 @@ func explain(total int, rejected map[string]int) Failure {
 
 var label = map[string]string{
 	ReasonCPU: "insufficient cpu", ReasonMemory: "insufficient memory", ReasonPorts: "ports in use",
-	ReasonAgent: "agent disconnected", ReasonStatus: "not ACTIVE",
+	ReasonAgent: "agent disconnected", ReasonStatus: "not ACTIVE", ReasonENI: "no free address",
 }

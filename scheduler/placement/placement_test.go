@@ -8,10 +8,10 @@ import (
 
 func nodes() []*Node {
 	return []*Node{
-		{ID: "a", HostID: "h1", Status: "ACTIVE", Connected: true, CPU: 2048, Memory: 1024},
-		{ID: "b", HostID: "h2", Status: "ACTIVE", Connected: true, CPU: 2048, Memory: 4096, UsedMem: 1024},
-		{ID: "c", HostID: "h3", Status: "DRAINING", Connected: true, CPU: 4096, Memory: 8192},
-		{ID: "d", HostID: "h4", Status: "ACTIVE", Connected: false, CPU: 4096, Memory: 8192},
+		{ID: "a", HostID: "h1", Status: "ACTIVE", Connected: true, CPU: 2048, Memory: 1024, FreeIPs: 250},
+		{ID: "b", HostID: "h2", Status: "ACTIVE", Connected: true, CPU: 2048, Memory: 4096, UsedMem: 1024, FreeIPs: 250},
+		{ID: "c", HostID: "h3", Status: "DRAINING", Connected: true, CPU: 4096, Memory: 8192, FreeIPs: 250},
+		{ID: "d", HostID: "h4", Status: "ACTIVE", Connected: false, CPU: 4096, Memory: 8192, FreeIPs: 250},
 	}
 }
 
@@ -55,18 +55,30 @@ func TestPlace(t *testing.T) {
 }
 
 func TestPorts(t *testing.T) {
-	ns := []*Node{{ID: "a", HostID: "h", Status: "ACTIVE", Connected: true, CPU: 1024, Memory: 1024}}
+	ns := []*Node{{ID: "a", HostID: "h", Status: "ACTIVE", Connected: true, CPU: 1024, Memory: 1024, FreeIPs: 250}}
 	picks, fails := Place(ns, Request{Memory: 10, TCP: []int32{80}}, 2)
 	if len(picks) != 1 || len(fails) != 1 || fails[0].Reason != ReasonPorts {
 		t.Fatalf("picks %d, failures %+v; want 1 pick and RESOURCE:PORTS", len(picks), fails)
 	}
 }
 
+func TestAddresses(t *testing.T) {
+	// A full subnet sends the next task to another instance; with none left it fails.
+	ns := []*Node{
+		{ID: "a", HostID: "h1", Status: "ACTIVE", Connected: true, CPU: 4096, Memory: 4096, FreeIPs: 1},
+		{ID: "b", HostID: "h2", Status: "ACTIVE", Connected: true, CPU: 4096, Memory: 8192, FreeIPs: 1},
+	}
+	picks, fails := Place(ns, Request{Memory: 10}, 3)
+	if len(picks) != 2 || picks[0].ID == picks[1].ID || len(fails) != 1 || fails[0].Reason != ReasonENI {
+		t.Fatalf("picks %v, failures %+v", picks, fails)
+	}
+}
+
 func TestSharedHost(t *testing.T) {
 	// Two container instances (two clusters) on one host share its memory.
 	ns := []*Node{
-		{ID: "a", HostID: "h", Status: "ACTIVE", Connected: true, CPU: 1024, Memory: 1000},
-		{ID: "b", HostID: "h", Status: "ACTIVE", Connected: true, CPU: 1024, Memory: 1000},
+		{ID: "a", HostID: "h", Status: "ACTIVE", Connected: true, CPU: 1024, Memory: 1000, FreeIPs: 250},
+		{ID: "b", HostID: "h", Status: "ACTIVE", Connected: true, CPU: 1024, Memory: 1000, FreeIPs: 250},
 	}
 	picks, _ := Place(ns, Request{Memory: 600}, 1)
 	if len(picks) != 1 || ns[1].UsedMem != 600 {
@@ -96,6 +108,9 @@ func TestIPAM(t *testing.T) {
 	}
 	if _, err := SubnetFor("10.64.0.0/16", 256); err == nil {
 		t.Fatal("out of range must fail")
+	}
+	if SubnetSize("10.64.3.0/24") != 253 || SubnetSize("bogus") != 0 {
+		t.Fatal("SubnetSize")
 	}
 	if !Overlaps("10.64.0.0/16", "10.64.3.0/24") || Overlaps("10.64.0.0/16", "10.65.0.0/16") {
 		t.Fatal("Overlaps")
