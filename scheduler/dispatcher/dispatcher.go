@@ -44,7 +44,9 @@ type Dispatcher struct {
 
 	mu       sync.Mutex
 	sessions map[string]uint64 // host id -> generation of its current session
+	cancels  map[uint64]context.CancelFunc
 	gen      uint64
+	isLeader func() bool
 	seen     seenTimes // last sign of life per host (liveness.go)
 
 	sessionsGauge prometheus.Gauge
@@ -55,6 +57,7 @@ type Dispatcher struct {
 func New(store *state.Store, raft Applier, log *slog.Logger, reg prometheus.Registerer) *Dispatcher {
 	d := &Dispatcher{
 		store: store, raft: raft, log: log, now: time.Now, sessions: map[string]uint64{},
+		cancels: map[uint64]context.CancelFunc{}, isLeader: func() bool { return true },
 		sessionsGauge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "orch_dispatcher_sessions", Help: "Agent sessions connected to this scheduler.",
 		}),
@@ -123,7 +126,12 @@ func (d *Dispatcher) Session(stream orchv1.AgentService_SessionServer) error {
 	if h == nil {
 		return status.Errorf(codes.NotFound, "host %s is not registered; register first", hostID)
 	}
-	gen := d.open(hostID)
+	if !d.isLeader() {
+		return status.Error(codes.Unavailable, "this scheduler is not the leader; open the session with another one")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	gen := d.open(hostID, cancel)
 	defer d.close(hostID, gen)
 	d.Touch(hostID)
 	if _, err := d.raft.Apply(ctx, fsm.CmdHostConnection, &orchv1.HostConnectionCommand{
@@ -143,8 +151,6 @@ func (d *Dispatcher) Session(stream orchv1.AgentService_SessionServer) error {
 		defer sendMu.Unlock()
 		return stream.Send(m)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	errc := make(chan error, 2)
 	go func() { errc <- d.recvLoop(ctx, hostID, stream, send) }()
 	go func() { errc <- d.assignLoop(ctx, hostID, hello.GetKnownTaskIds(), send) }()
@@ -157,11 +163,28 @@ func (d *Dispatcher) Session(stream orchv1.AgentService_SessionServer) error {
 	return err
 }
 
-func (d *Dispatcher) open(host string) uint64 {
+// SetLeaderCheck tells the dispatcher how to know whether its server leads. Sessions live only
+// on the leader: a follower could not apply what agents report, and a server that stays silent
+// about its lost leadership would keep agents away from the new leader (found by the chaos
+// suite). Call it before serving.
+func (d *Dispatcher) SetLeaderCheck(isLeader func() bool) { d.isLeader = isLeader }
+
+// DropAll ends every session; the server calls it when it loses leadership, and the agents
+// reconnect to the new leader.
+func (d *Dispatcher) DropAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, cancel := range d.cancels {
+		cancel()
+	}
+}
+
+func (d *Dispatcher) open(host string, cancel context.CancelFunc) uint64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.gen++
 	d.sessions[host] = d.gen
+	d.cancels[d.gen] = cancel
 	d.sessionsGauge.Set(float64(len(d.sessions)))
 	return d.gen
 }
@@ -169,14 +192,15 @@ func (d *Dispatcher) open(host string) uint64 {
 // close marks the host disconnected unless a newer session of it has opened meanwhile.
 func (d *Dispatcher) close(host string, gen uint64) {
 	d.mu.Lock()
+	delete(d.cancels, gen)
 	current := d.sessions[host] == gen
 	if current {
 		delete(d.sessions, host)
 	}
 	d.sessionsGauge.Set(float64(len(d.sessions)))
 	d.mu.Unlock()
-	if !current {
-		return
+	if !current || !d.isLeader() {
+		return // a newer session exists, or the new leader's liveness loop judges the host
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -196,6 +220,9 @@ func (d *Dispatcher) recvLoop(ctx context.Context, host string, stream orchv1.Ag
 		d.Touch(host)
 		switch msg := m.GetMsg().(type) {
 		case *orchv1.AgentMessage_Heartbeat:
+			if !d.isLeader() {
+				return status.Error(codes.Unavailable, "this scheduler is no longer the leader")
+			}
 			if err := send(&orchv1.SchedulerMessage{Msg: &orchv1.SchedulerMessage_HeartbeatAck{HeartbeatAck: &orchv1.Heartbeat{SentAt: timestamppb.New(d.now())}}}); err != nil {
 				return err
 			}

@@ -73,7 +73,12 @@ func New(cfg Config, f *fsm.FSM) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("raft advertise address %q: %w", cfg.Advertise, err)
 	}
-	transport, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, adv, 3, 10*time.Second, hclogger("raft-net"))
+	// Pipelined replication is off (MaxRPCsInFlight 1): its response reader can deadlock with
+	// the replication loop (hashicorp/raft#612), which hung graceful shutdowns in the chaos
+	// suite and can silently stall replication to one follower.
+	transport, err := raft.NewTCPTransportWithConfig(cfg.BindAddr, adv, &raft.NetworkTransportConfig{
+		MaxPool: 3, Timeout: 10 * time.Second, MaxRPCsInFlight: 1, Logger: hclogger("raft-net"),
+	})
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("raft transport on %s: %w", cfg.BindAddr, err)
@@ -190,7 +195,15 @@ func (n *Node) Shutdown() error {
 			}
 		}
 	}
-	err := n.raft.Shutdown().Error()
+	// Shutdown waits for Raft's goroutines; do not let a stuck one hang the process forever.
+	done := make(chan error, 1)
+	go func() { done <- n.raft.Shutdown().Error() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(15 * time.Second):
+		err = errors.New("raft shutdown timed out after 15s")
+	}
 	n.transport.Close()
 	if cerr := n.store.Close(); err == nil {
 		err = cerr

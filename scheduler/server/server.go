@@ -161,6 +161,7 @@ func New(cfg Config) (*Server, error) {
 	api.New(store, s.raft, api.WithARNs(cfg.ARNs), api.WithLogger(cfg.Logger), api.WithNodeDialer(s.dialNode),
 		api.WithConsistentRead(s.consistentRead)).Attach(s.grpc)
 	s.disp = dispatcher.New(store, s.raft, cfg.Logger, cfg.Registry)
+	s.disp.SetLeaderCheck(s.raft.IsLeader)
 	s.live = controllers.NewLiveness(store, s.raft, s.disp.LastSeen, time.Now, controllers.LivenessConfig{
 		Grace: cfg.HeartbeatGrace, LostAfter: cfg.HostLostAfter, Logger: cfg.Logger, Registerer: cfg.Registry,
 	})
@@ -234,6 +235,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			stop()
 			s.leaderReady.Store(false)
 			if !leader {
+				s.disp.DropAll()
 				s.log.Info("lost leadership", "node_id", s.cfg.NodeID)
 				continue
 			}
