@@ -32,6 +32,9 @@ func run() error {
 		jsonPath = flag.String("json", "", "also write the result as JSON to this file")
 		binDir   = flag.String("bin", "", "directory with orch-scheduler (default: go build ./cmd/... into a temp dir)")
 		smoke    = flag.Bool("smoke", false, fmt.Sprintf("smoke mode: n=%d", bench.SmokeN))
+		ha       = flag.Bool("ha", false, "measure the control plane instead: Raft writes at 1/16/64 clients and leader failover on 3 schedulers (needs -bin)")
+		haDur    = flag.Duration("ha-duration", 5*time.Second, "-ha: how long each concurrency level writes")
+		haKills  = flag.Int("ha-failovers", 10, "-ha: leader kills to measure")
 	)
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -48,6 +51,19 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "orch-bench: %6.1fs "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
+	}
+	if *ha {
+		if *binDir == "" {
+			return fmt.Errorf("-ha needs -bin DIR with orch-scheduler (make build puts it in bin/)")
+		}
+		res, err := bench.RunHA(ctx, bench.HAConfig{BinDir: *binDir, Duration: *haDur, Failovers: *haKills, Logf: logf})
+		if err != nil {
+			return err
+		}
+		return res.WriteTable(os.Stdout)
+	}
 	res, err := bench.Run(ctx, bench.Config{N: *n, BinDir: *binDir, Logf: func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "orch-bench: %6.1fs "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
 	}})
