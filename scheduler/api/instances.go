@@ -52,7 +52,7 @@ func usageByHost(r *state.ReadTxn, host string) (*hostUsage, error) {
 			}
 			tdCache[t.GetTaskDefinitionArn()] = td
 		}
-		if td != nil {
+		if td != nil && bindsNodePorts(td) {
 			tcp, udp := reservedPorts(taskdef.ApplyOverrides(td, t.GetOverrides()))
 			for _, p := range tcp {
 				u.ports[fmt.Sprintf("tcp/%d", p)] = true
@@ -74,20 +74,47 @@ func usageByHost(r *state.ReadTxn, host string) (*hostUsage, error) {
 // (awsvpc, and orch's default when networkMode is empty), so its ports are on its own address
 // and never collide with another task's; only bridge and host mode bind the node's ports.
 func reservedPorts(td *orchv1.TaskDefinition) (tcp, udp []int32) {
-	switch td.GetNetworkMode() {
-	case "", "awsvpc":
+	if !bindsNodePorts(td) {
 		return nil, nil
 	}
 	return taskdef.HostPorts(td)
 }
 
-// placementNodes describes the cluster's container instances for placement.
-func (s *Server) placementNodes(r *state.ReadTxn, cluster string) ([]*placement.Node, error) {
+func bindsNodePorts(td *orchv1.TaskDefinition) bool {
+	m := td.GetNetworkMode()
+	return m != "" && m != "awsvpc"
+}
+
+// cachedUsage is a host's usage with the watch channel taken before it was computed: while the
+// channel is open, no task of the host has changed and the usage is current.
+type cachedUsage struct {
+	u       *hostUsage
+	changed <-chan struct{}
+}
+
+// placementNodes describes the cluster's container instances for placement, from a fresh
+// snapshot that it returns. Per-host usage is cached between calls (placement is serialized by
+// placeMu) and recomputed only for hosts whose tasks changed, so a RunTask costs what changed
+// since the last one, not every task of the cluster.
+func (s *Server) placementNodes(cluster string) (*state.ReadTxn, []*placement.Node, error) {
+	if s.usage == nil {
+		s.usage = map[string]cachedUsage{}
+	}
+	// Watch channels of stale hosts first, then the snapshot: a change between the two shows
+	// as a closed channel at the next call, never as a stale entry.
+	stale := map[string]<-chan struct{}{}
+	for host, c := range s.usage {
+		select {
+		case <-c.changed:
+			stale[host] = s.store.HostWatch(host)
+		default:
+		}
+	}
+	r := s.store.Read()
 	instances, err := r.InstancesByCluster(nil, cluster)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	usage := map[string]*hostUsage{}
 	var nodes []*placement.Node
 	for _, ci := range instances {
 		if ci.GetStatus() == "INACTIVE" {
@@ -97,16 +124,33 @@ func (s *Server) placementNodes(r *state.ReadTxn, cluster string) ([]*placement.
 		if err != nil || h == nil {
 			continue
 		}
-		u, ok := usage[h.GetId()]
-		if !ok {
-			if u, err = usageByHost(r, h.GetId()); err != nil {
-				return nil, err
+		c, ok := s.usage[h.GetId()]
+		if ch, isStale := stale[h.GetId()]; !ok || isStale {
+			if !ok {
+				// First sight of this host: its channel is taken after r, so a change in
+				// between could be missed; compute from a snapshot taken after the channel.
+				ch = s.store.HostWatch(h.GetId())
+				u, err := usageByHost(s.store.Read(), h.GetId())
+				if err != nil {
+					return nil, nil, err
+				}
+				c = cachedUsage{u: u, changed: ch}
+			} else {
+				u, err := usageByHost(r, h.GetId())
+				if err != nil {
+					return nil, nil, err
+				}
+				c = cachedUsage{u: u, changed: ch}
 			}
-			usage[h.GetId()] = u
+			s.usage[h.GetId()] = c
 		}
-		ports := make(map[string]bool, len(u.ports))
-		for k := range u.ports {
-			ports[k] = true
+		u := c.u
+		var ports map[string]bool
+		if len(u.ports) > 0 {
+			ports = make(map[string]bool, len(u.ports))
+			for k := range u.ports {
+				ports[k] = true
+			}
 		}
 		nodes = append(nodes, &placement.Node{
 			ID: ci.GetId(), HostID: h.GetId(), Status: ci.GetStatus(), Connected: h.GetConnected(),
@@ -114,7 +158,7 @@ func (s *Server) placementNodes(r *state.ReadTxn, cluster string) ([]*placement.
 			FreeIPs: placement.SubnetSize(ci.GetSubnet()) - u.addresses[ci.GetId()],
 		})
 	}
-	return nodes, nil
+	return r, nodes, nil
 }
 
 // instanceView fills what ECS computes: connection, remaining resources and task counts.

@@ -44,6 +44,7 @@ type Server struct {
 	// placeMu serialises placement so that each plan is made against the state that includes
 	// the previous one (a single pipeline, as Nomad's plan applier).
 	placeMu sync.Mutex
+	usage   map[string]cachedUsage // by host; guarded by placeMu
 }
 
 // Opt configures a Server.

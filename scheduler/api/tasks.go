@@ -68,7 +68,7 @@ func (s *Server) RunTask(ctx context.Context, req *orchv1.RunTaskRequest) (*orch
 	eff := taskdef.ApplyOverrides(td, req.GetOverrides())
 	cpu, mem := taskdef.TaskResources(eff)
 	tcp, udp := reservedPorts(eff)
-	nodes, err := s.placementNodes(r, cluster.GetClusterName())
+	r, nodes, err := s.placementNodes(cluster.GetClusterName())
 	if err != nil {
 		return nil, toStatus(err)
 	}

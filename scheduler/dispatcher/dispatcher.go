@@ -246,10 +246,9 @@ func (d *Dispatcher) assignLoop(ctx context.Context, host string, known []string
 	tdCache := map[string]*orchv1.TaskDefinition{}
 	full := true
 	for {
-		ws := state.NewWatchSet()
-		ws.Add(d.store.AbandonCh())
+		changed := d.store.HostWatch(host) // before the read: no change falls in between
 		r := d.store.Read()
-		tasks, err := r.TasksByHost(ws, host)
+		tasks, err := r.TasksByHost(nil, host)
 		if err != nil {
 			return err
 		}
@@ -295,8 +294,10 @@ func (d *Dispatcher) assignLoop(ctx context.Context, host string, known []string
 			}
 		}
 		full = false
-		if err := ws.WatchCtx(ctx); err != nil {
-			return err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
 		}
 	}
 }

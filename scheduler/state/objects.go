@@ -142,11 +142,15 @@ func (w *WriteTxn) PutTaskDefinition(t *orchv1.TaskDefinition) error {
 // PutTask inserts or replaces a task, stamping its modify index.
 func (w *WriteTxn) PutTask(t *orchv1.Task) error {
 	t.ModifyIndex = w.index
+	w.touchHost(t.GetHostId())
 	return w.insert(TableTasks, t)
 }
 
 // DeleteTask removes a task.
-func (w *WriteTxn) DeleteTask(t *orchv1.Task) error { return w.delete(TableTasks, t) }
+func (w *WriteTxn) DeleteTask(t *orchv1.Task) error {
+	w.touchHost(t.GetHostId())
+	return w.delete(TableTasks, t)
+}
 
 // Server returns the scheduler with the id, or nil.
 func (r *ReadTxn) Server(ws WatchSet, id string) (*orchv1.SchedulerServer, error) {

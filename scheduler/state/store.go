@@ -15,6 +15,13 @@ type Store struct {
 	mu        sync.RWMutex
 	db        *memdb.MemDB
 	abandonCh chan struct{} // closed when a restore replaces db
+
+	// hostMu guards hostWatch: per host, a channel closed at the next commit that changes one
+	// of the host's tasks. memdb's own watch channels are coarse for a prefix with no entries
+	// (the watch falls back to a shared ancestor node), which woke every idle agent session at
+	// every task change in a 1,000-node cluster.
+	hostMu    sync.Mutex
+	hostWatch map[string]chan struct{}
 }
 
 // New returns an empty store.
@@ -23,7 +30,7 @@ func New() (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: schema: %w", err)
 	}
-	return &Store{db: db, abandonCh: make(chan struct{})}, nil
+	return &Store{db: db, abandonCh: make(chan struct{}), hostWatch: map[string]chan struct{}{}}, nil
 }
 
 // Read returns a read-only snapshot of the state.
@@ -45,7 +52,31 @@ func (s *Store) AbandonCh() <-chan struct{} {
 func (s *Store) Write(index uint64) *WriteTxn {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return &WriteTxn{ReadTxn: ReadTxn{txn: s.db.Txn(true)}, index: index}
+	return &WriteTxn{ReadTxn: ReadTxn{txn: s.db.Txn(true)}, index: index, store: s}
+}
+
+// HostWatch returns a channel that is closed when a later commit changes a task of host (or a
+// restore replaces the state). Take it before reading, then wait on it.
+func (s *Store) HostWatch(host string) <-chan struct{} {
+	s.hostMu.Lock()
+	defer s.hostMu.Unlock()
+	ch, ok := s.hostWatch[host]
+	if !ok {
+		ch = make(chan struct{})
+		s.hostWatch[host] = ch
+	}
+	return ch
+}
+
+func (s *Store) notifyHosts(hosts map[string]bool) {
+	s.hostMu.Lock()
+	defer s.hostMu.Unlock()
+	for h := range hosts {
+		if ch, ok := s.hostWatch[h]; ok {
+			close(ch)
+			delete(s.hostWatch, h)
+		}
+	}
 }
 
 // Replace swaps in the contents of other (a restored snapshot) and wakes every watcher.
@@ -55,6 +86,12 @@ func (s *Store) Replace(other *Store) {
 	s.db = other.db
 	close(s.abandonCh)
 	s.abandonCh = make(chan struct{})
+	s.hostMu.Lock()
+	for h, ch := range s.hostWatch {
+		close(ch)
+		delete(s.hostWatch, h)
+	}
+	s.hostMu.Unlock()
 }
 
 // ReadTxn reads one consistent version of the state.
@@ -125,6 +162,8 @@ type WriteTxn struct {
 	ReadTxn
 	index   uint64
 	touched map[string]bool
+	hosts   map[string]bool // hosts whose tasks changed
+	store   *Store
 }
 
 // Index is the Raft index of the entry being applied.
@@ -162,7 +201,17 @@ func (w *WriteTxn) Commit() error {
 		}
 	}
 	w.txn.Commit()
+	if len(w.hosts) > 0 && w.store != nil {
+		w.store.notifyHosts(w.hosts)
+	}
 	return nil
+}
+
+func (w *WriteTxn) touchHost(host string) {
+	if w.hosts == nil {
+		w.hosts = map[string]bool{}
+	}
+	w.hosts[host] = true
 }
 
 // Abort drops the transaction's changes.
