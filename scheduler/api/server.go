@@ -45,6 +45,10 @@ type Server struct {
 	// the previous one (a single pipeline, as Nomad's plan applier).
 	placeMu sync.Mutex
 	usage   map[string]cachedUsage // by host; guarded by placeMu
+
+	planMu   sync.Mutex
+	queue    []*planJob
+	planning bool
 }
 
 // Opt configures a Server.

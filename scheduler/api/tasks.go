@@ -47,9 +47,6 @@ func (s *Server) RunTask(ctx context.Context, req *orchv1.RunTaskRequest) (*orch
 	if err := validateTags(req.GetTags()); err != nil {
 		return nil, err
 	}
-	s.placeMu.Lock()
-	defer s.placeMu.Unlock()
-
 	r := s.store.Read()
 	cluster, err := activeCluster(r, clusterName(req.GetCluster()))
 	if err != nil {
@@ -68,48 +65,11 @@ func (s *Server) RunTask(ctx context.Context, req *orchv1.RunTaskRequest) (*orch
 	eff := taskdef.ApplyOverrides(td, req.GetOverrides())
 	cpu, mem := taskdef.TaskResources(eff)
 	tcp, udp := reservedPorts(eff)
-	r, nodes, err := s.placementNodes(cluster.GetClusterName())
-	if err != nil {
-		return nil, toStatus(err)
+	job := &planJob{
+		req: req, cluster: cluster, td: td, count: count, done: make(chan planResult, 1),
+		want: placement.Request{CPU: cpu, Memory: mem, TCP: tcp, UDP: udp},
 	}
-	if len(nodes) == 0 {
-		return nil, invalid("cluster %s: no container instances were found in your cluster", cluster.GetClusterName())
-	}
-	picks, fails := placement.Place(nodes, placement.Request{CPU: cpu, Memory: mem, TCP: tcp, UDP: udp}, count)
-	resp := &orchv1.RunTaskResponse{}
-	for _, f := range fails {
-		resp.Failures = append(resp.Failures, &orchv1.Failure{Arn: cluster.GetClusterArn(), Reason: f.Reason, Detail: f.Detail})
-	}
-	if len(picks) == 0 {
-		return resp, nil
-	}
-	usedIPs := map[string]map[string]bool{}
-	now := timestamppb.New(s.now())
-	cmd := &orchv1.PlaceTasksCommand{}
-	for _, n := range picks {
-		ci, err := r.Instance(nil, n.ID)
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		if usedIPs[ci.GetId()] == nil {
-			if usedIPs[ci.GetId()], err = liveIPs(r, ci.GetId()); err != nil {
-				return nil, toStatus(err)
-			}
-		}
-		t, err := s.newTask(req, cluster, td, ci, usedIPs[ci.GetId()], now, cpu, mem)
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		cmd.Tasks = append(cmd.Tasks, t)
-	}
-	v, err := s.raft.Apply(ctx, fsm.CmdPlaceTasks, cmd)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	for _, t := range v.([]*orchv1.Task) {
-		resp.Tasks = append(resp.Tasks, taskView(t))
-	}
-	return resp, nil
+	return s.submit(ctx, job)
 }
 
 func checkOverrides(td *orchv1.TaskDefinition, ov *orchv1.TaskOverride) error {

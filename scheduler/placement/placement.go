@@ -125,25 +125,26 @@ func Place(nodes []*Node, req Request, count int) ([]*Node, []Failure) {
 }
 
 func pickOne(nodes []*Node, req Request) (*Node, Failure) {
-	rejected := map[string]int{}
-	var fit []*Node
+	var rejected map[string]int
+	var best *Node
 	for _, n := range nodes {
 		if reason := feasible(n, req); reason != "" {
+			if rejected == nil {
+				rejected = map[string]int{}
+			}
 			rejected[reason]++
 			continue
 		}
-		fit = append(fit, n)
+		// binpack: the least remaining memory wins; ties go to the lowest id (stable).
+		if best == nil || n.RemainingMemory() < best.RemainingMemory() ||
+			(n.RemainingMemory() == best.RemainingMemory() && n.ID < best.ID) {
+			best = n
+		}
 	}
-	if len(fit) == 0 {
+	if best == nil {
 		return nil, explain(len(nodes), rejected)
 	}
-	sort.SliceStable(fit, func(i, j int) bool {
-		if a, b := fit[i].RemainingMemory(), fit[j].RemainingMemory(); a != b {
-			return a < b
-		}
-		return fit[i].ID < fit[j].ID
-	})
-	return fit[0], Failure{}
+	return best, Failure{}
 }
 
 func feasible(n *Node, req Request) string {
@@ -158,20 +159,27 @@ func feasible(n *Node, req Request) string {
 // reserve charges req to every node on host (a host's container instances share its resources).
 func reserve(nodes []*Node, host string, req Request) {
 	for _, n := range nodes {
-		if n.HostID != host {
-			continue
+		if n.HostID == host {
+			Reserve(n, req)
 		}
-		n.UsedCPU += req.CPU
-		n.UsedMem += req.Memory
-		if n.UsedPorts == nil {
-			n.UsedPorts = map[string]bool{}
-		}
-		for _, p := range req.TCP {
-			n.UsedPorts[fmt.Sprintf("tcp/%d", p)] = true
-		}
-		for _, p := range req.UDP {
-			n.UsedPorts[fmt.Sprintf("udp/%d", p)] = true
-		}
+	}
+}
+
+// Reserve charges one task's resources to a node.
+func Reserve(n *Node, req Request) {
+	n.UsedCPU += req.CPU
+	n.UsedMem += req.Memory
+	if len(req.TCP)+len(req.UDP) == 0 {
+		return
+	}
+	if n.UsedPorts == nil {
+		n.UsedPorts = map[string]bool{}
+	}
+	for _, p := range req.TCP {
+		n.UsedPorts[fmt.Sprintf("tcp/%d", p)] = true
+	}
+	for _, p := range req.UDP {
+		n.UsedPorts[fmt.Sprintf("udp/%d", p)] = true
 	}
 }
 

@@ -1,0 +1,169 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	orchv1 "orch/proto/orch/v1"
+	"orch/scheduler/fsm"
+	"orch/scheduler/placement"
+	"orch/scheduler/state"
+)
+
+// Placement is a single pipeline, as Nomad's plan applier: RunTask calls queue their jobs, and
+// one planner at a time takes everything queued, places it against one snapshot (each job
+// accounting for the ones before it), and writes all resulting tasks in one Raft entry. Under
+// load many calls share one log append and one fsync; alone, a call is planned at once.
+
+// maxBatchJobs bounds how many RunTask calls share one Raft entry (10 tasks each at most).
+const maxBatchJobs = 64
+
+type planJob struct {
+	req     *orchv1.RunTaskRequest
+	cluster *orchv1.Cluster
+	td      *orchv1.TaskDefinition
+	want    placement.Request
+	count   int
+	done    chan planResult
+}
+
+type planResult struct {
+	resp *orchv1.RunTaskResponse
+	err  error
+}
+
+// submit queues a job and waits for its result; the first caller to find no planner running
+// starts one.
+func (s *Server) submit(ctx context.Context, j *planJob) (*orchv1.RunTaskResponse, error) {
+	s.planMu.Lock()
+	s.queue = append(s.queue, j)
+	start := !s.planning
+	s.planning = true
+	s.planMu.Unlock()
+	if start {
+		go s.planLoop()
+	}
+	select {
+	case r := <-j.done:
+		return r.resp, r.err
+	case <-ctx.Done():
+		// The job may still be placed: the caller learns nothing, as with any write whose
+		// acknowledgement was lost.
+		return nil, toStatus(ctx.Err())
+	}
+}
+
+func (s *Server) planLoop() {
+	for {
+		s.planMu.Lock()
+		n := min(len(s.queue), maxBatchJobs)
+		batch := s.queue[:n:n]
+		s.queue = s.queue[n:]
+		if n == 0 {
+			s.planning = false
+			s.planMu.Unlock()
+			return
+		}
+		s.planMu.Unlock()
+		s.planBatch(batch)
+	}
+}
+
+// planBatch places a batch of jobs and answers each.
+func (s *Server) planBatch(batch []*planJob) {
+	s.placeMu.Lock()
+	defer s.placeMu.Unlock()
+	type part struct {
+		job      *planJob
+		resp     *orchv1.RunTaskResponse
+		err      error
+		from, to int // its tasks in the command
+	}
+	parts := make([]*part, len(batch))
+	nodesByCluster := map[string][]*placement.Node{}
+	// What this batch placed per host so far: a host serving several clusters appears in
+	// each cluster's node list, and the later lists must count the earlier placements.
+	batchUse := map[string][]placement.Request{}
+	var r *state.ReadTxn
+	usedIPs := map[string]map[string]bool{}
+	now := timestamppb.New(s.now())
+	cmd := &orchv1.PlaceTasksCommand{}
+	for i, j := range batch {
+		p := &part{job: j, resp: &orchv1.RunTaskResponse{}}
+		parts[i] = p
+		name := j.cluster.GetClusterName()
+		nodes, ok := nodesByCluster[name]
+		if !ok {
+			var err error
+			if r, nodes, err = s.placementNodes(name); err != nil {
+				p.err = toStatus(err)
+				continue
+			}
+			for _, n := range nodes {
+				for _, use := range batchUse[n.HostID] {
+					placement.Reserve(n, use)
+				}
+			}
+			nodesByCluster[name] = nodes
+		}
+		if len(nodes) == 0 {
+			p.err = invalid("cluster %s: no container instances were found in your cluster", name)
+			continue
+		}
+		picks, fails := placement.Place(nodes, j.want, j.count)
+		for _, n := range picks {
+			batchUse[n.HostID] = append(batchUse[n.HostID], j.want)
+		}
+		for _, f := range fails {
+			p.resp.Failures = append(p.resp.Failures, &orchv1.Failure{Arn: j.cluster.GetClusterArn(), Reason: f.Reason, Detail: f.Detail})
+		}
+		p.from = len(cmd.Tasks)
+		for _, n := range picks {
+			ci, err := r.Instance(nil, n.ID)
+			if err == nil && usedIPs[n.ID] == nil {
+				usedIPs[n.ID], err = liveIPs(r, n.ID)
+			}
+			var t *orchv1.Task
+			if err == nil {
+				cpu, mem := j.want.CPU, j.want.Memory
+				t, err = s.newTask(j.req, j.cluster, j.td, ci, usedIPs[n.ID], now, cpu, mem)
+			}
+			if err != nil {
+				p.err = toStatus(err)
+				break
+			}
+			cmd.Tasks = append(cmd.Tasks, t)
+		}
+		if p.err != nil {
+			cmd.Tasks = cmd.Tasks[:p.from]
+		}
+		p.to = len(cmd.Tasks)
+	}
+	var placed []*orchv1.Task
+	var applyErr error
+	if len(cmd.Tasks) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		v, err := s.raft.Apply(ctx, fsm.CmdPlaceTasks, cmd)
+		cancel()
+		if err != nil {
+			applyErr = toStatus(err)
+		} else {
+			placed = v.([]*orchv1.Task)
+		}
+	}
+	for _, p := range parts {
+		switch {
+		case p.err != nil:
+			p.job.done <- planResult{err: p.err}
+		case p.to > p.from && applyErr != nil:
+			p.job.done <- planResult{err: applyErr}
+		default:
+			for _, t := range placed[p.from:p.to] {
+				p.resp.Tasks = append(p.resp.Tasks, taskView(t))
+			}
+			p.job.done <- planResult{resp: p.resp}
+		}
+	}
+}
