@@ -77,7 +77,7 @@ func newEnv(t *testing.T) *env {
 	e.net = newNetwork(t, "s1", "s2", "s3", "agent", "client")
 	netnsDir := filepath.Join(t.TempDir(), "netns")
 	t.Cleanup(func() {
-		if err := unmountUnder(netnsDir); err != nil {
+		if err := harness.UnmountUnder(netnsDir); err != nil {
 			t.Errorf("unmount task namespaces: %v", err)
 		}
 	})

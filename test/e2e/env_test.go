@@ -87,7 +87,7 @@ func newEnv(t *testing.T, opts envOpts) *env {
 	mustRun(t, "ip", "netns", "exec", e.hostNS, "ip", "link", "set", "lo", "up")
 	e.netnsDir = filepath.Join(t.TempDir(), "netns")
 	t.Cleanup(func() {
-		if err := unmountUnder(e.netnsDir); err != nil {
+		if err := harness.UnmountUnder(e.netnsDir); err != nil {
 			t.Errorf("unmount task namespaces: %v", err)
 		}
 	})

@@ -223,47 +223,6 @@ func (e *env) hostLinks(prefix string) []string {
 	return names
 }
 
-// unmountUnder lazily unmounts every mount point at or under dir, deepest first (the task
-// namespaces and the dir itself, which the agent bind-mounts onto itself as `ip netns` does),
-// repeating for stacked mounts.
-func unmountUnder(dir string) error {
-	for pass := 0; pass < 10; pass++ {
-		mps, err := mountsUnder(dir)
-		if err != nil || len(mps) == 0 {
-			return err
-		}
-		for _, mp := range mps {
-			if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-				return fmt.Errorf("unmount %s: %w", mp, err)
-			}
-		}
-	}
-	if mps, _ := mountsUnder(dir); len(mps) > 0 {
-		return fmt.Errorf("still mounted under %s: %v", dir, mps)
-	}
-	return nil
-}
-
-func mountsUnder(dir string) ([]string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
-	}
-	var out []string
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := strings.ReplaceAll(f[4], `\040`, " ")
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out, nil
-}
-
 // processAlive reports whether pid is a live (non-zombie) process.
 func processAlive(pid int) bool {
 	if err := syscall.Kill(pid, 0); err != nil {

@@ -228,9 +228,10 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
-// unmountUnder lazily unmounts everything mounted at or under dir (rootfs overlays, bind
-// mounts left by a shim that was killed), repeating for stacked mounts.
-func unmountUnder(dir string) error {
+// UnmountUnder lazily unmounts everything mounted at or under dir, deepest first (rootfs
+// overlays, bind mounts left by a shim that was killed, task network namespaces and a netns
+// dir bind-mounted onto itself as `ip netns` does), repeating for stacked mounts.
+func UnmountUnder(dir string) error {
 	if dir == "" {
 		return nil
 	}

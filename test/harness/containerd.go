@@ -231,7 +231,7 @@ func (c *Containerd) stop(beforeRemove func()) error {
 		if err := killShims(c.Address); err != nil {
 			errs = append(errs, fmt.Errorf("kill leftover shims: %w", err))
 		}
-		if err := unmountUnder(c.Dir); err != nil {
+		if err := UnmountUnder(c.Dir); err != nil {
 			errs = append(errs, err)
 		}
 		if beforeRemove != nil {
