@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -176,6 +177,8 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MetricsAddr != "" && gatherer != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		hl, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
 			a.Close()
