@@ -412,6 +412,7 @@ func (a *Agent) Assign(m *orchv1.Assignments) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	wanted := map[string]bool{}
+	var fresh []*entry
 	for _, asg := range m.GetTasks() {
 		id := asg.GetTask().GetId()
 		wanted[id] = true
@@ -420,10 +421,7 @@ func (a *Agent) Assign(m *orchv1.Assignments) {
 		case e == nil:
 			e = &entry{a: asg}
 			a.tasks[id] = e
-			if err := a.db.PutTask(asg, nil); err != nil {
-				a.log.Error("checkpoint", "task_id", id, "err", err)
-			}
-			a.startRunner(e, nil)
+			fresh = append(fresh, e)
 		case e.status.GetLastStatus() == lifecycle.Stopped:
 			// Stopped here already: the scheduler has not heard; tell it again.
 			e.dirty = true
@@ -431,6 +429,20 @@ func (a *Agent) Assign(m *orchv1.Assignments) {
 			e.a = asg
 			e.unsaved = true
 			e.runner.Update(asg)
+		}
+	}
+	// New tasks are in the checkpoint before any of their containers exists (one write for all
+	// of them), so that a restarted agent knows whatever it may find in containerd.
+	if len(fresh) > 0 {
+		cps := make([]*orchv1.AgentCheckpoint, len(fresh))
+		for i, e := range fresh {
+			cps[i] = &orchv1.AgentCheckpoint{Assignment: e.a}
+		}
+		if err := a.db.PutTasks(cps); err != nil {
+			a.log.Error("checkpoint", "tasks", len(cps), "err", err)
+		}
+		for _, e := range fresh {
+			a.startRunner(e, nil)
 		}
 	}
 	unwanted := m.GetRemovedTaskIds()

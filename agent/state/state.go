@@ -67,15 +67,6 @@ func (d *DB) SetHostID(id string) error {
 	return d.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyHostID, []byte(id)) })
 }
 
-// PutTask saves a task's assignment and status (one proto: Assignment plus TaskStatus).
-func (d *DB) PutTask(a *orchv1.Assignment, st *orchv1.TaskStatus) error {
-	b, err := proto.Marshal(&orchv1.AgentCheckpoint{Assignment: a, Status: st})
-	if err != nil {
-		return fmt.Errorf("checkpoint task %s: %w", a.GetTask().GetId(), err)
-	}
-	return d.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketTasks).Put([]byte(a.GetTask().GetId()), b) })
-}
-
 // PutTasks saves several tasks in one transaction (one fsync).
 func (d *DB) PutTasks(cps []*orchv1.AgentCheckpoint) error {
 	return d.db.Update(func(tx *bolt.Tx) error {

@@ -23,7 +23,7 @@ func TestCheckpointSurvivesReopen(t *testing.T) {
 	if err := db.SetHostID("h1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.PutTask(a, st); err != nil {
+	if err := db.PutTasks([]*orchv1.AgentCheckpoint{{Assignment: a, Status: st}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.PutTasks([]*orchv1.AgentCheckpoint{
