@@ -50,6 +50,16 @@ type Config struct {
 	Suffix string
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
+
+	// The extra figures (extra.go); all off by default, as in TestSmoke.
+	// Burst starts this many tasks at once on each side (0: not measured).
+	Burst int
+	// Bulk starts this many tasks on the node in RunTask batches of 10 (0: not measured).
+	Bulk int
+	// Phases breaks the N sequential orch starts down into phases.
+	Phases bool
+	// Footprint reads orch-scheduler's VmRSS idle and with the burst's and bulk's tasks.
+	Footprint bool
 }
 
 // Run starts a private orch installation, measures both sides and removes everything again.
@@ -96,6 +106,18 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		res.Machine.Containerd = v
 	}
 
+	var fp *FootprintResult
+	if cfg.Footprint {
+		// Idle: the scheduler and its agent have started and registered; give them a moment.
+		time.Sleep(2 * time.Second)
+		kib, err := rssKiB(e.sched.cmd.Process.Pid)
+		if err != nil {
+			return nil, err
+		}
+		fp = &FootprintResult{IdleKiB: kib}
+		cfg.Logf("footprint idle: %s", mib(kib))
+	}
+
 	o, err := newOrchSide(ctx, e.client, e.image)
 	if err != nil {
 		return nil, err
@@ -113,6 +135,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if _, err := f.runOnce(ctx); err != nil {
 		return nil, fmt.Errorf("floor warm-up: %w", err)
 	}
+	o.samples = nil
 
 	orchSamples := make([]time.Duration, 0, cfg.N)
 	floorSamples := make([]time.Duration, 0, cfg.N)
@@ -134,6 +157,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	res.Orch, res.Floor = Summarize(orchSamples), Summarize(floorSamples)
 	res.Ratio = newRatio(res.Orch, res.Floor)
+	if err := runExtras(ctx, cfg, e, o, f, fp, res); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 

@@ -25,6 +25,16 @@ const stopTimeout = 60 * time.Second
 type orchSide struct {
 	c       *client.Client
 	taskDef string // family:revision
+	// samples holds the timestamps of each successful runOnce, for the phase breakdown.
+	samples []orchSample
+}
+
+// orchSample is one runOnce: client-side times and the task as the RUNNING report had it
+// (createdAt, pullStartedAt, pullStoppedAt, startedAt).
+type orchSample struct {
+	id                  string
+	call, resp, running time.Time
+	task                *orchv1.Task
 }
 
 // newOrchSide registers the task definition.
@@ -51,6 +61,7 @@ func (o *orchSide) runOnce(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("run-task %s: %w", o.taskDef, err)
 	}
+	respAt := time.Now()
 	if len(resp.GetFailures()) > 0 || len(resp.GetTasks()) != 1 {
 		return 0, fmt.Errorf("run-task %s: want one task, got %d tasks and failures %v", o.taskDef, len(resp.GetTasks()), resp.GetFailures())
 	}
@@ -66,6 +77,7 @@ func (o *orchSide) runOnce(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	o.samples = append(o.samples, orchSample{id: id, call: start, resp: respAt, running: start.Add(elapsed), task: task})
 	return elapsed, nil
 }
 

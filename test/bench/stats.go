@@ -64,11 +64,12 @@ func ratio(a, b time.Duration) float64 {
 type Result struct {
 	Start   time.Time
 	N       int
-	Image   string  // the image both sides start, in the private registry
-	Orch    Stats   // RunTask call -> WatchTasks reports RUNNING
-	Floor   Stats   // netns + veth + container create + task create + task start
-	Ratio   Ratio   // Orch / Floor
-	Machine Machine // where it ran
+	Image   string       // the image both sides start, in the private registry
+	Orch    Stats        // RunTask call -> WatchTasks reports RUNNING
+	Floor   Stats        // netns + veth + container create + task create + task start
+	Ratio   Ratio        // Orch / Floor
+	Machine Machine      // where it ran
+	Extra   *ExtraResult // the figures enabled by Config.Burst, Bulk, Phases, Footprint
 }
 
 // Machine describes the host the figures were measured on.
@@ -109,6 +110,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 	}
 	x := func(f float64) string { return fmt.Sprintf("%.2fx", f) }
 	fmt.Fprintf(&b, row, "ratio orch/floor", x(r.Ratio.Median), x(r.Ratio.P95), x(r.Ratio.Min), x(r.Ratio.Max), "")
+	if r.Extra != nil {
+		r.Extra.writeTable(&b)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -151,12 +155,13 @@ type jsonResult struct {
 		Min    float64 `json:"min"`
 		Max    float64 `json:"max"`
 	} `json:"ratioOrchToFloor"`
+	Extra *ExtraResult `json:"extra,omitempty"`
 }
 
 // MarshalJSON writes durations in milliseconds with microsecond precision.
 func (r *Result) MarshalJSON() ([]byte, error) {
 	j := jsonResult{Start: r.Start, N: r.N, Image: r.Image, Machine: r.Machine,
-		Orch: toJSONStats(orchLabel, r.Orch), Floor: toJSONStats(floorLabel, r.Floor)}
+		Orch: toJSONStats(orchLabel, r.Orch), Floor: toJSONStats(floorLabel, r.Floor), Extra: r.Extra}
 	round := func(f float64) float64 { return math.Round(f*1000) / 1000 }
 	j.Ratio.Median, j.Ratio.P95 = round(r.Ratio.Median), round(r.Ratio.P95)
 	j.Ratio.Min, j.Ratio.Max = round(r.Ratio.Min), round(r.Ratio.Max)

@@ -4,7 +4,10 @@
 //	go run ./test/bench/cmd/orch-bench -n 20 -json bench.json
 //
 // It needs root and starts everything it uses in private places (see package orch/test/bench).
-// -smoke runs 2 measurements per side, for make bench-smoke.
+// By default it also measures the extra figures: -burst (50 starts at once per side), -phases
+// (where the time of one start goes), -footprint (the scheduler's RSS) and -bulk (200 tasks on
+// one node); each can be turned off (-burst 0, -bulk 0, -phases=false, -footprint=false).
+// -smoke runs 2 measurements per side and none of the extra figures, for make bench-smoke.
 package main
 
 import (
@@ -35,6 +38,10 @@ func run() error {
 		ha       = flag.Bool("ha", false, "measure the control plane instead: Raft writes at 1/16/64 clients and leader failover on 3 schedulers (needs -bin)")
 		haDur    = flag.Duration("ha-duration", 5*time.Second, "-ha: how long each concurrency level writes")
 		haKills  = flag.Int("ha-failovers", 10, "-ha: leader kills to measure")
+		burst    = flag.Int("burst", bench.DefaultBurst, "start this many tasks at once on each side, p50/p95/p99 of each (0: skip)")
+		bulk     = flag.Int("bulk", bench.DefaultBulk, "start this many tasks on the node in run-task batches of 10 until all RUNNING (0: skip)")
+		phases   = flag.Bool("phases", true, "break the sequential orch starts down into phases")
+		foot     = flag.Bool("footprint", true, "VmRSS of orch-scheduler --dev idle and with the burst's and bulk's tasks")
 	)
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -42,6 +49,7 @@ func run() error {
 	}
 	if *smoke {
 		*n = bench.SmokeN
+		*burst, *bulk, *phases, *foot = 0, 0, false, false
 	}
 	if *n < 1 {
 		return fmt.Errorf("-n %d: want at least 1", *n)
@@ -64,9 +72,8 @@ func run() error {
 		}
 		return res.WriteTable(os.Stdout)
 	}
-	res, err := bench.Run(ctx, bench.Config{N: *n, BinDir: *binDir, Logf: func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "orch-bench: %6.1fs "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
-	}})
+	res, err := bench.Run(ctx, bench.Config{N: *n, BinDir: *binDir, Logf: logf,
+		Burst: *burst, Bulk: *bulk, Phases: *phases, Footprint: *foot})
 	if err != nil {
 		return err
 	}
