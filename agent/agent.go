@@ -67,6 +67,7 @@ type Agent struct {
 	db    *state.DB
 	rt    *ctrd.Runtime
 	net   *eni.Manager
+	tnet  *bridges // what task runners use: net with ensured bridges remembered
 	grpc  *grpc.Server
 	lis   net.Listener
 	httpS *http.Server
@@ -158,6 +159,7 @@ func New(cfg Config) (*Agent, error) {
 		a.db.Close()
 		return nil, err
 	}
+	a.tnet = newBridges(a.net)
 	reg := cfg.Registry
 	var gatherer prometheus.Gatherer
 	if reg == nil {
@@ -293,7 +295,7 @@ func (a *Agent) startRunner(e *entry, existing map[string]runtime.ContainerInfo)
 		resolv = []byte("nameserver 1.1.1.1\n")
 	}
 	e.runner = taskrunner.New(taskrunner.Config{
-		Runtime: a.rt, Network: a.net, Log: a.log, Existing: existing, ResolvConf: resolv,
+		Runtime: a.rt, Network: a.tnet, Log: a.log, Existing: existing, ResolvConf: resolv,
 		TaskDir: filepath.Join(a.cfg.DataDir, "tasks", id),
 		LogDir:  a.logDir(id),
 		Report:  a.report,
