@@ -64,9 +64,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // app holds the global flags and the connection shared by the commands of one invocation.
 type app struct {
-	endpoint string
-	output   string
-	client   *client.Client
+	endpoint   string
+	consistent bool
+	output     string
+	client     *client.Client
 }
 
 // NewRootCommand returns the orchctl command tree.
@@ -98,6 +99,7 @@ commands, same flags, same JSON. The scheduler endpoint is --endpoint, else $ORC
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.endpoint, "endpoint", "", "scheduler address host:port; comma-separated to try several (default $"+client.EnvEndpoints+" or "+client.DefaultEndpoint+")")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.BoolVar(&a.consistent, "consistent", false, "read through the leader (linearizable) instead of from the scheduler answering, which may lag by a heartbeat")
 	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
 
 	root.AddGroup(
@@ -151,7 +153,11 @@ func (a *app) dial(cmd *cobra.Command) (*client.Client, error) {
 		return a.client, nil
 	}
 	eps := client.ResolveEndpoints(a.endpoint)
-	c, err := client.Dial(cmd.Context(), eps)
+	var opts []client.Opt
+	if a.consistent {
+		opts = append(opts, client.WithConsistentReads())
+	}
+	c, err := client.Dial(cmd.Context(), eps, opts...)
 	if err != nil {
 		if cmd.Context().Err() != nil {
 			return nil, &exitError{code: exitInterrupted}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	orchv1 "orch/proto/orch/v1"
 )
@@ -43,6 +44,22 @@ type Opt func(*options)
 type options struct {
 	dialOpts       []grpc.DialOption
 	connectTimeout time.Duration
+}
+
+// ConsistentHeader is the gRPC metadata key that asks a scheduler to serve a read through the
+// leader, linearizably, instead of from its local state (which may lag by a heartbeat).
+const ConsistentHeader = "orch-consistent"
+
+// WithConsistentReads makes every call of the client carry ConsistentHeader.
+func WithConsistentReads() Opt {
+	return WithDialOptions(
+		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoker(metadata.AppendToOutgoingContext(ctx, ConsistentHeader, "true"), method, req, reply, cc, opts...)
+		}),
+		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(metadata.AppendToOutgoingContext(ctx, ConsistentHeader, "true"), desc, cc, method, opts...)
+		}),
+	)
 }
 
 // WithDialOptions adds gRPC dial options, applied after the defaults (plain-text transport), so

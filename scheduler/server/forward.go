@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"orch/pkg/client"
 	orchv1 "orch/proto/orch/v1"
 )
 
@@ -42,14 +43,27 @@ var leaderMethods = map[string]bool{
 type consistentRequest interface{ GetConsistent() bool }
 
 func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	need := leaderMethods[info.FullMethod]
+	md, _ := metadata.FromIncomingContext(ctx)
+	write := leaderMethods[info.FullMethod]
+	// A read asks for consistency with the request field (ListTagsForResource, checked by the
+	// handler) or, for any read, with the client.ConsistentHeader metadata (checked here).
+	header := !write && len(md.Get(client.ConsistentHeader)) > 0
+	need := write || header
 	if c, ok := req.(consistentRequest); ok && c.GetConsistent() {
 		need = true
 	}
-	if !need || s.raft.IsLeader() {
+	if !need {
 		return handler(ctx, req)
 	}
-	if md, _ := metadata.FromIncomingContext(ctx); len(md.Get(forwardedKey)) > 0 {
+	if s.raft.IsLeader() {
+		if header {
+			if err := s.consistentRead(ctx); err != nil {
+				return nil, toStatus(err)
+			}
+		}
+		return handler(ctx, req)
+	}
+	if len(md.Get(forwardedKey)) > 0 {
 		return nil, status.Errorf(codes.Unavailable, "scheduler %s is not the leader (forwarded call); retry", s.cfg.NodeID)
 	}
 	conn, err := s.leaderConn()
@@ -61,8 +75,8 @@ func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServ
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	octx := metadata.AppendToOutgoingContext(ctx, forwardedKey, s.cfg.NodeID)
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		for _, k := range []string{"authorization"} {
+	if md != nil {
+		for _, k := range []string{"authorization", client.ConsistentHeader} {
 			for _, v := range md.Get(k) {
 				octx = metadata.AppendToOutgoingContext(octx, k, v)
 			}

@@ -8,11 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"orch/pkg/client"
 
 	orchv1 "orch/proto/orch/v1"
 )
@@ -117,6 +121,27 @@ func TestThreeServers(t *testing.T) {
 		_, err := api.CreateCluster(ctx, &orchv1.CreateClusterRequest{ClusterName: "via-follower"})
 		return err
 	})
+	// A consistent read through a follower sees every acknowledged write, at once.
+	other, _ := tc.client((l + 2) % 3)
+	cctx := metadata.AppendToOutgoingContext(ctx, client.ConsistentHeader, "true")
+	for i := 0; i < 20; i++ {
+		name := fmt.Sprint("c", i)
+		retry(t, func() error {
+			_, err := api.CreateCluster(ctx, &orchv1.CreateClusterRequest{ClusterName: name})
+			return err
+		})
+		list, err := other.ListClusters(cctx, &orchv1.ListClustersRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, a := range list.GetClusterArns() {
+			found = found || strings.HasSuffix(a, "/"+name)
+		}
+		if !found {
+			t.Fatalf("consistent read through a follower misses acknowledged cluster %s", name)
+		}
+	}
 	peers, err := op.RaftListPeers(ctx, &orchv1.RaftListPeersRequest{})
 	if err != nil {
 		t.Fatal(err)

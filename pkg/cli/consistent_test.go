@@ -1,0 +1,36 @@
+package cli
+
+import (
+	"context"
+	"testing"
+
+	"google.golang.org/grpc/metadata"
+
+	"orch/pkg/client"
+	orchv1 "orch/proto/orch/v1"
+)
+
+func TestConsistentFlag(t *testing.T) {
+	tests := []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"list-clusters"}, false},
+		{[]string{"--consistent", "list-clusters"}, true},
+		{[]string{"list-clusters", "--consistent"}, true},
+	}
+	for _, tt := range tests {
+		var got bool
+		f := &fakeOrch{ListClustersFn: func(ctx context.Context, _ *orchv1.ListClustersRequest) (*orchv1.ListClustersResponse, error) {
+			md, _ := metadata.FromIncomingContext(ctx)
+			got = len(md.Get(client.ConsistentHeader)) > 0
+			return &orchv1.ListClustersResponse{}, nil
+		}}
+		if r := orchctl(t, serve(t, f), "", tt.args...); r.code != 0 {
+			t.Fatalf("%v: exit %d: %s", tt.args, r.code, r.stderr)
+		}
+		if got != tt.want {
+			t.Errorf("%v: consistent header sent = %v, want %v", tt.args, got, tt.want)
+		}
+	}
+}
