@@ -159,12 +159,16 @@ func (n *node) register(ctx context.Context) error {
 	}
 }
 
-// run keeps the node's session, reconnecting after failures.
+// run keeps the node's session, reconnecting after failures to the next scheduler (only the
+// leader keeps sessions, as with the real agent).
 func (n *node) run(ctx context.Context) {
+	next := 0
 	for ctx.Err() == nil {
 		if err := n.session(ctx); err != nil && ctx.Err() == nil {
 			n.sim.errs.Add(1)
-			time.Sleep(200 * time.Millisecond)
+			next++
+			n.conn = n.sim.conns[next%len(n.sim.conns)]
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 }
