@@ -151,8 +151,10 @@ func (d *Dispatcher) Session(stream orchv1.AgentService_SessionServer) error {
 		defer sendMu.Unlock()
 		return stream.Send(m)
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- d.recvLoop(ctx, hostID, stream, send) }()
+	errc := make(chan error, 3)
+	statuses := make(chan []*orchv1.TaskStatus, 256)
+	go func() { errc <- d.recvLoop(ctx, hostID, stream, send, statuses) }()
+	go func() { errc <- d.applyStatuses(ctx, hostID, statuses) }()
 	go func() { errc <- d.assignLoop(ctx, hostID, hello.GetKnownTaskIds(), send) }()
 	err = <-errc
 	cancel()
@@ -211,7 +213,8 @@ func (d *Dispatcher) close(host string, gen uint64) {
 	}
 }
 
-func (d *Dispatcher) recvLoop(ctx context.Context, host string, stream orchv1.AgentService_SessionServer, send func(*orchv1.SchedulerMessage) error) error {
+func (d *Dispatcher) recvLoop(ctx context.Context, host string, stream orchv1.AgentService_SessionServer,
+	send func(*orchv1.SchedulerMessage) error, statuses chan<- []*orchv1.TaskStatus) error {
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -228,13 +231,43 @@ func (d *Dispatcher) recvLoop(ctx context.Context, host string, stream orchv1.Ag
 			}
 		case *orchv1.AgentMessage_Status:
 			d.reports.Add(float64(len(msg.Status.GetTasks())))
-			if _, err := d.raft.Apply(ctx, fsm.CmdTaskStatus, &orchv1.TaskStatusCommand{HostId: host, Tasks: msg.Status.GetTasks()}); err != nil {
-				return fmt.Errorf("host %s: task status: %w", host, err)
+			select {
+			case statuses <- msg.Status.GetTasks():
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 		case *orchv1.AgentMessage_Usage:
 			if _, err := d.raft.Apply(ctx, fsm.CmdTaskUsage, &orchv1.TaskUsageCommand{HostId: host, Tasks: msg.Usage.GetTasks()}); err != nil {
 				return fmt.Errorf("host %s: task usage: %w", host, err)
 			}
+		}
+	}
+}
+
+// applyStatuses writes the host's status reports to Raft. While one write is in flight the
+// reports that arrive queue up, and the next write carries all of them (in order, so that the
+// FSM sees each task's statuses as the agent sent them): a busy host costs one log entry per
+// round trip, not one per report.
+func (d *Dispatcher) applyStatuses(ctx context.Context, host string, statuses <-chan []*orchv1.TaskStatus) error {
+	for {
+		var batch []*orchv1.TaskStatus
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case sts := <-statuses:
+			batch = append(batch, sts...)
+		}
+	drain:
+		for len(batch) < 1024 {
+			select {
+			case sts := <-statuses:
+				batch = append(batch, sts...)
+			default:
+				break drain
+			}
+		}
+		if _, err := d.raft.Apply(ctx, fsm.CmdTaskStatus, &orchv1.TaskStatusCommand{HostId: host, Tasks: batch}); err != nil {
+			return fmt.Errorf("host %s: task status: %w", host, err)
 		}
 	}
 }
