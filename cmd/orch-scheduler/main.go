@@ -45,6 +45,7 @@ func run() error {
 		expect     = flag.Int("bootstrap-expect", 0, "form a new cluster of this many voters, found through --join (3 or 5)")
 		advGRPC    = flag.String("advertise-grpc", "", "API address other schedulers and clients reach this one at (default --grpc-addr)")
 		advRaft    = flag.String("advertise-raft", "", "Raft address other schedulers reach this one at (default --raft-addr)")
+		acl        = flag.Bool("acl", false, "require an API token on every client call; create the first with `orchctl operator bootstrap-token`")
 		region     = flag.String("region", arn.DefaultRegion, "region in ARNs")
 		account    = flag.String("account", arn.DefaultAccount, "account in ARNs")
 		containerd = flag.String("containerd", "/run/containerd/containerd.sock", "--dev: containerd socket")
@@ -74,7 +75,7 @@ func run() error {
 	srv, err := server.New(server.Config{
 		DataDir: *dataDir, NodeID: *nodeID, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, RaftAddr: *raftAddr,
 		Bootstrap: *bootstrap || *dev, BootstrapExpect: *expect, Join: join, AdvertiseGRPC: *advGRPC, AdvertiseRaft: *advRaft, ARNs: arn.Builder{Region: *region, Account: *account}, Logger: log, Registry: reg,
-		HeartbeatGrace: *hbGrace, HostLostAfter: *lostAfter,
+		HeartbeatGrace: *hbGrace, HostLostAfter: *lostAfter, ACL: *acl,
 	})
 	if err != nil {
 		return err

@@ -66,6 +66,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 type app struct {
 	endpoint   string
 	consistent bool
+	token      string
 	output     string
 	client     *client.Client
 }
@@ -99,6 +100,7 @@ commands, same flags, same JSON. The scheduler endpoint is --endpoint, else $ORC
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.endpoint, "endpoint", "", "scheduler address host:port; comma-separated to try several (default $"+client.EnvEndpoints+" or "+client.DefaultEndpoint+")")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.StringVar(&a.token, "token", "", "API token, when the schedulers require one (default $"+client.EnvToken+")")
 	pf.BoolVar(&a.consistent, "consistent", false, "read through the leader (linearizable) instead of from the scheduler answering, which may lag by a heartbeat")
 	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
 
@@ -156,6 +158,13 @@ func (a *app) dial(cmd *cobra.Command) (*client.Client, error) {
 	var opts []client.Opt
 	if a.consistent {
 		opts = append(opts, client.WithConsistentReads())
+	}
+	token := a.token
+	if token == "" {
+		token = os.Getenv(client.EnvToken)
+	}
+	if token != "" {
+		opts = append(opts, client.WithToken(token))
 	}
 	c, err := client.Dial(cmd.Context(), eps, opts...)
 	if err != nil {

@@ -50,8 +50,37 @@ save the whole state to a file and restore it.`,
 		RunE:    groupUsage,
 	}
 	snap.AddCommand(a.snapshotSaveCmd(), a.snapshotRestoreCmd())
-	op.AddCommand(raft, snap)
+	op.AddCommand(raft, snap, a.bootstrapTokenCmd())
 	return op
+}
+
+func (a *app) bootstrapTokenCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "bootstrap-token",
+		Short: "Create the first management API token (once) and print its secret",
+		Long: `Create the first management API token and print its secret, once: the schedulers keep only
+its hash, and a second call fails. Pass it as --token or $ORCH_TOKEN to every command when
+the schedulers run with --acl.`,
+		Example: `  export ORCH_TOKEN=$(orchctl operator bootstrap-token -o json | jq -r .secretId)`,
+		Args:    cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			op, err := a.operator(cmd)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			resp, err := op.BootstrapToken(ctx, &orchv1.BootstrapTokenRequest{})
+			if err != nil {
+				return apiError(ctx, "BootstrapToken", err)
+			}
+			if a.json() {
+				return writeJSON(cmd.OutOrStdout(), resp)
+			}
+			t := newTable(cmd.OutOrStdout(), "ACCESSOR", "SECRET")
+			t.row(resp.AccessorId, resp.SecretId)
+			return t.flush()
+		}),
+	}
 }
 
 // groupUsage runs a command that only groups others: without arguments it prints its help,

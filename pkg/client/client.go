@@ -50,14 +50,25 @@ type options struct {
 // leader, linearizably, instead of from its local state (which may lag by a heartbeat).
 const ConsistentHeader = "orch-consistent"
 
+// EnvToken names the environment variable orchctl reads an API token from.
+const EnvToken = "ORCH_TOKEN"
+
+// WithToken makes every call carry the API token ("authorization: Bearer <token>").
+func WithToken(token string) Opt {
+	return withHeader("authorization", "Bearer "+token)
+}
+
 // WithConsistentReads makes every call of the client carry ConsistentHeader.
-func WithConsistentReads() Opt {
+func WithConsistentReads() Opt { return withHeader(ConsistentHeader, "true") }
+
+// withHeader adds a metadata header to every unary and streaming call.
+func withHeader(key, value string) Opt {
 	return WithDialOptions(
 		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			return invoker(metadata.AppendToOutgoingContext(ctx, ConsistentHeader, "true"), method, req, reply, cc, opts...)
+			return invoker(metadata.AppendToOutgoingContext(ctx, key, value), method, req, reply, cc, opts...)
 		}),
 		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-			return streamer(metadata.AppendToOutgoingContext(ctx, ConsistentHeader, "true"), desc, cc, method, opts...)
+			return streamer(metadata.AppendToOutgoingContext(ctx, key, value), desc, cc, method, opts...)
 		}),
 	)
 }

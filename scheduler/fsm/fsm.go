@@ -38,6 +38,7 @@ const (
 	CmdDeregisterServer         CommandType = 13
 	CmdTagResource              CommandType = 14
 	CmdTasksLost                CommandType = 15
+	CmdBootstrapToken           CommandType = 16
 
 	// IgnoreUnknownFlag marks a command that older servers may skip when they do not know it.
 	IgnoreUnknownFlag CommandType = 128
@@ -91,6 +92,7 @@ var appliers = map[CommandType]applyFn{
 	CmdDeregisterServer:         applyDeregisterServer,
 	CmdTagResource:              applyTagResource,
 	CmdTasksLost:                applyTasksLost,
+	CmdBootstrapToken:           applyBootstrapToken,
 }
 
 // Apply implements raft.FSM.

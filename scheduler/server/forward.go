@@ -37,6 +37,7 @@ var leaderMethods = map[string]bool{
 	orchv1.AgentService_Register_FullMethodName:         true,
 	orchv1.Operator_RaftRemovePeer_FullMethodName:       true,
 	orchv1.Operator_Join_FullMethodName:                 true,
+	orchv1.Operator_BootstrapToken_FullMethodName:       true,
 }
 
 // consistentRequest is a read that asks to be served by the leader.
@@ -74,18 +75,23 @@ func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServ
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	octx := metadata.AppendToOutgoingContext(ctx, forwardedKey, s.cfg.NodeID)
-	if md != nil {
-		for _, k := range []string{"authorization", client.ConsistentHeader} {
-			for _, v := range md.Get(k) {
-				octx = metadata.AppendToOutgoingContext(octx, k, v)
-			}
-		}
-	}
-	if err := conn.Invoke(octx, info.FullMethod, req, resp); err != nil {
+	if err := conn.Invoke(s.forwardCtx(ctx), info.FullMethod, req, resp); err != nil {
 		return nil, err
 	}
 	return resp, nil
+}
+
+// forwardCtx is the outgoing context of a call forwarded to the leader: marked as forwarded,
+// with the caller's credentials and consistency request.
+func (s *Server) forwardCtx(ctx context.Context) context.Context {
+	octx := metadata.AppendToOutgoingContext(ctx, forwardedKey, s.cfg.NodeID)
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, k := range []string{"authorization", client.ConsistentHeader} {
+		for _, v := range md.Get(k) {
+			octx = metadata.AppendToOutgoingContext(octx, k, v)
+		}
+	}
+	return octx
 }
 
 // newResponse makes an empty response message of a method, from the registered descriptors.

@@ -162,7 +162,7 @@ func (o *operator) forwardSave(stream orchv1.Operator_SnapshotSaveServer) error 
 	if err != nil {
 		return err
 	}
-	in, err := orchv1.NewOperatorClient(conn).SnapshotSave(stream.Context(), &orchv1.SnapshotSaveRequest{})
+	in, err := orchv1.NewOperatorClient(conn).SnapshotSave(o.s.forwardCtx(stream.Context()), &orchv1.SnapshotSaveRequest{})
 	if err != nil {
 		return err
 	}
@@ -245,7 +245,7 @@ func (o *operator) forwardRestore(stream orchv1.Operator_SnapshotRestoreServer, 
 	if err != nil {
 		return err
 	}
-	out, err := orchv1.NewOperatorClient(conn).SnapshotRestore(stream.Context())
+	out, err := orchv1.NewOperatorClient(conn).SnapshotRestore(o.s.forwardCtx(stream.Context()))
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,8 @@ type Config struct {
 	// AdvertiseGRPC is the API address other schedulers and clients reach this one at;
 	// default the listen address.
 	AdvertiseGRPC string
+	// ACL requires an API token on every client call (see auth.go).
+	ACL bool
 	// AdvertiseRaft is the Raft address other schedulers reach this one at; default RaftAddr.
 	AdvertiseRaft string
 	ARNs          arn.Builder
@@ -155,7 +157,8 @@ func New(cfg Config) (*Server, error) {
 		s.cfg.AdvertiseGRPC = s.grpcLis.Addr().String()
 	}
 	s.grpc = grpc.NewServer(
-		grpc.ChainUnaryInterceptor(newGRPCMetrics(cfg.Registry).unary, s.forwardUnary),
+		grpc.ChainUnaryInterceptor(newGRPCMetrics(cfg.Registry).unary, s.authUnary, s.forwardUnary),
+		grpc.ChainStreamInterceptor(s.authStream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 10 * time.Second}),
 	)

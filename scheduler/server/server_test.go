@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"orch/pkg/client"
 
@@ -232,5 +234,48 @@ func TestThreeServers(t *testing.T) {
 	peers, _ = op2.RaftListPeers(ctx, &orchv1.RaftListPeersRequest{})
 	if len(peers.GetServers()) != 2 {
 		t.Fatalf("after remove-peer: %v", peers.GetServers())
+	}
+}
+
+func TestAPITokens(t *testing.T) {
+	cfg := Config{
+		DataDir: t.TempDir(), NodeID: "s1", GRPCAddr: freePort(t), HTTPAddr: "off", RaftAddr: freePort(t),
+		Bootstrap: true, ACL: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tc := &testCluster{t: t, servers: []*Server{s}}
+	api, op := tc.client(0)
+	if _, err := api.ListClusters(ctx, &orchv1.ListClustersRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("without a token: %v, want Unauthenticated", err)
+	}
+	tok, err := op.BootstrapToken(ctx, &orchv1.BootstrapTokenRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.BootstrapToken(ctx, &orchv1.BootstrapTokenRequest{}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("second bootstrap: %v, want FailedPrecondition", err)
+	}
+	bad := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer orch_nope")
+	if _, err := api.ListClusters(bad, &orchv1.ListClustersRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a wrong token: %v, want PermissionDenied", err)
+	}
+	good := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok.GetSecretId())
+	if _, err := api.CreateCluster(good, &orchv1.CreateClusterRequest{ClusterName: "secured"}); err != nil {
+		t.Fatalf("with the token: %v", err)
+	}
+	stream, err := op.SnapshotSave(ctx, &orchv1.SnapshotSaveRequest{})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("a stream without a token: %v, want Unauthenticated", err)
 	}
 }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/hex"
 	"sort"
 
 	orchv1 "orch/proto/orch/v1"
@@ -167,3 +168,16 @@ func (w *WriteTxn) PutServer(s *orchv1.SchedulerServer) error { return w.insert(
 
 // DeleteServer removes a scheduler.
 func (w *WriteTxn) DeleteServer(s *orchv1.SchedulerServer) error { return w.delete(TableServers, s) }
+
+// TokenBySecretHash returns the API token whose secret hashes to hash, or nil.
+func (r *ReadTxn) TokenBySecretHash(hash []byte) (*orchv1.APIToken, error) {
+	return first[*orchv1.APIToken](r, nil, TableTokens, "secret", hex.EncodeToString(hash))
+}
+
+// Tokens returns every API token.
+func (r *ReadTxn) Tokens(ws WatchSet) ([]*orchv1.APIToken, error) {
+	return list[*orchv1.APIToken](r, ws, TableTokens, "id")
+}
+
+// PutToken inserts or replaces an API token.
+func (w *WriteTxn) PutToken(t *orchv1.APIToken) error { return w.insert(TableTokens, t) }

@@ -5,6 +5,7 @@
 package state
 
 import (
+	"encoding/hex"
 	"fmt"
 
 	"github.com/hashicorp/go-memdb"
@@ -22,6 +23,7 @@ const (
 	TableTasks     = "tasks"
 	TableIndex     = "index"
 	TableServers   = "servers"
+	TableTokens    = "tokens"
 )
 
 // keyIndex is a memdb indexer over a string computed from the object. An empty key leaves the
@@ -94,6 +96,10 @@ func schema() *memdb.DBSchema {
 		}},
 		TableServers: {Name: TableServers, Indexes: map[string]*memdb.IndexSchema{
 			"id": index("id", true, func(s *orchv1.SchedulerServer) string { return s.GetId() }),
+		}},
+		TableTokens: {Name: TableTokens, Indexes: map[string]*memdb.IndexSchema{
+			"id":     index("id", true, func(t *orchv1.APIToken) string { return t.GetAccessorId() }),
+			"secret": index("secret", true, func(t *orchv1.APIToken) string { return hex.EncodeToString(t.GetSecretHash()) }),
 		}},
 		TableIndex: {Name: TableIndex, Indexes: map[string]*memdb.IndexSchema{
 			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Table"}},

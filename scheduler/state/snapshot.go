@@ -21,6 +21,7 @@ const (
 	recTask     byte = 5
 	recIndex    byte = 6
 	recServer   byte = 7
+	recToken    byte = 8
 )
 
 // WriteSnapshot streams every table of this read transaction to w.
@@ -50,7 +51,7 @@ func (r *ReadTxn) WriteSnapshot(w io.Writer) error {
 		kind  byte
 	}{
 		{TableClusters, recCluster}, {TableHosts, recHost}, {TableInstances, recInstance},
-		{TableTaskDefs, recTaskDef}, {TableTasks, recTask}, {TableServers, recServer},
+		{TableTaskDefs, recTaskDef}, {TableTasks, recTask}, {TableServers, recServer}, {TableTokens, recToken},
 	}
 	for _, t := range tables {
 		it, err := r.txn.Get(t.table, "id")
@@ -116,6 +117,8 @@ func ReadSnapshot(rd io.Reader) (*Store, error) {
 			table, m = TableTaskDefs, &orchv1.TaskDefinition{}
 		case recTask:
 			table, m = TableTasks, &orchv1.Task{}
+		case recToken:
+			table, m = TableTokens, &orchv1.APIToken{}
 		case recServer:
 			table, m = TableServers, &orchv1.SchedulerServer{}
 		case recIndex:

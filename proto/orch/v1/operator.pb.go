@@ -12,6 +12,7 @@ package orchv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -534,11 +535,176 @@ func (x *SnapshotRestoreResponse) GetIndex() uint64 {
 	return 0
 }
 
+type BootstrapTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BootstrapTokenRequest) Reset() {
+	*x = BootstrapTokenRequest{}
+	mi := &file_orch_v1_operator_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BootstrapTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BootstrapTokenRequest) ProtoMessage() {}
+
+func (x *BootstrapTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_operator_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BootstrapTokenRequest.ProtoReflect.Descriptor instead.
+func (*BootstrapTokenRequest) Descriptor() ([]byte, []int) {
+	return file_orch_v1_operator_proto_rawDescGZIP(), []int{11}
+}
+
+type BootstrapTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccessorId    string                 `protobuf:"bytes,1,opt,name=accessor_id,json=accessorId,proto3" json:"accessor_id,omitempty"`
+	SecretId      string                 `protobuf:"bytes,2,opt,name=secret_id,json=secretId,proto3" json:"secret_id,omitempty"` // shown once; only its hash is stored
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BootstrapTokenResponse) Reset() {
+	*x = BootstrapTokenResponse{}
+	mi := &file_orch_v1_operator_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BootstrapTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BootstrapTokenResponse) ProtoMessage() {}
+
+func (x *BootstrapTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_operator_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BootstrapTokenResponse.ProtoReflect.Descriptor instead.
+func (*BootstrapTokenResponse) Descriptor() ([]byte, []int) {
+	return file_orch_v1_operator_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *BootstrapTokenResponse) GetAccessorId() string {
+	if x != nil {
+		return x.AccessorId
+	}
+	return ""
+}
+
+func (x *BootstrapTokenResponse) GetSecretId() string {
+	if x != nil {
+		return x.SecretId
+	}
+	return ""
+}
+
+// APIToken is a client credential kept in the replicated state (the secret only as a hash).
+type APIToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccessorId    string                 `protobuf:"bytes,1,opt,name=accessor_id,json=accessorId,proto3" json:"accessor_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	SecretHash    []byte                 `protobuf:"bytes,3,opt,name=secret_hash,json=secretHash,proto3" json:"secret_hash,omitempty"`
+	Type          string                 `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"` // management
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *APIToken) Reset() {
+	*x = APIToken{}
+	mi := &file_orch_v1_operator_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *APIToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*APIToken) ProtoMessage() {}
+
+func (x *APIToken) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_operator_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use APIToken.ProtoReflect.Descriptor instead.
+func (*APIToken) Descriptor() ([]byte, []int) {
+	return file_orch_v1_operator_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *APIToken) GetAccessorId() string {
+	if x != nil {
+		return x.AccessorId
+	}
+	return ""
+}
+
+func (x *APIToken) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *APIToken) GetSecretHash() []byte {
+	if x != nil {
+		return x.SecretHash
+	}
+	return nil
+}
+
+func (x *APIToken) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *APIToken) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
 var File_orch_v1_operator_proto protoreflect.FileDescriptor
 
 const file_orch_v1_operator_proto_rawDesc = "" +
 	"\n" +
-	"\x16orch/v1/operator.proto\x12\aorch.v1\"\xce\x01\n" +
+	"\x16orch/v1/operator.proto\x12\aorch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x01\n" +
 	"\x0fSchedulerServer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
@@ -563,7 +729,21 @@ const file_orch_v1_operator_proto_rawDesc = "" +
 	"\rSnapshotChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"/\n" +
 	"\x17SnapshotRestoreResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xbd\x03\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x17\n" +
+	"\x15BootstrapTokenRequest\"V\n" +
+	"\x16BootstrapTokenResponse\x12\x1f\n" +
+	"\vaccessor_id\x18\x01 \x01(\tR\n" +
+	"accessorId\x12\x1b\n" +
+	"\tsecret_id\x18\x02 \x01(\tR\bsecretId\"\xaf\x01\n" +
+	"\bAPIToken\x12\x1f\n" +
+	"\vaccessor_id\x18\x01 \x01(\tR\n" +
+	"accessorId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
+	"\vsecret_hash\x18\x03 \x01(\fR\n" +
+	"secretHash\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt2\x90\x04\n" +
 	"\bOperator\x12N\n" +
 	"\rRaftListPeers\x12\x1d.orch.v1.RaftListPeersRequest\x1a\x1e.orch.v1.RaftListPeersResponse\x12Q\n" +
 	"\x0eRaftRemovePeer\x12\x1e.orch.v1.RaftRemovePeerRequest\x1a\x1f.orch.v1.RaftRemovePeerResponse\x123\n" +
@@ -571,7 +751,8 @@ const file_orch_v1_operator_proto_rawDesc = "" +
 	"\n" +
 	"ServerInfo\x12\x1a.orch.v1.ServerInfoRequest\x1a\x18.orch.v1.SchedulerServer\x12F\n" +
 	"\fSnapshotSave\x12\x1c.orch.v1.SnapshotSaveRequest\x1a\x16.orch.v1.SnapshotChunk0\x01\x12M\n" +
-	"\x0fSnapshotRestore\x12\x16.orch.v1.SnapshotChunk\x1a .orch.v1.SnapshotRestoreResponse(\x01B\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
+	"\x0fSnapshotRestore\x12\x16.orch.v1.SnapshotChunk\x1a .orch.v1.SnapshotRestoreResponse(\x01\x12Q\n" +
+	"\x0eBootstrapToken\x12\x1e.orch.v1.BootstrapTokenRequest\x1a\x1f.orch.v1.BootstrapTokenResponseB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
 
 var (
 	file_orch_v1_operator_proto_rawDescOnce sync.Once
@@ -585,7 +766,7 @@ func file_orch_v1_operator_proto_rawDescGZIP() []byte {
 	return file_orch_v1_operator_proto_rawDescData
 }
 
-var file_orch_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_orch_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_orch_v1_operator_proto_goTypes = []any{
 	(*SchedulerServer)(nil),         // 0: orch.v1.SchedulerServer
 	(*RaftListPeersRequest)(nil),    // 1: orch.v1.RaftListPeersRequest
@@ -598,28 +779,35 @@ var file_orch_v1_operator_proto_goTypes = []any{
 	(*SnapshotSaveRequest)(nil),     // 8: orch.v1.SnapshotSaveRequest
 	(*SnapshotChunk)(nil),           // 9: orch.v1.SnapshotChunk
 	(*SnapshotRestoreResponse)(nil), // 10: orch.v1.SnapshotRestoreResponse
+	(*BootstrapTokenRequest)(nil),   // 11: orch.v1.BootstrapTokenRequest
+	(*BootstrapTokenResponse)(nil),  // 12: orch.v1.BootstrapTokenResponse
+	(*APIToken)(nil),                // 13: orch.v1.APIToken
+	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
 }
 var file_orch_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: orch.v1.RaftListPeersResponse.servers:type_name -> orch.v1.SchedulerServer
 	0,  // 1: orch.v1.JoinRequest.server:type_name -> orch.v1.SchedulerServer
 	0,  // 2: orch.v1.JoinResponse.servers:type_name -> orch.v1.SchedulerServer
-	1,  // 3: orch.v1.Operator.RaftListPeers:input_type -> orch.v1.RaftListPeersRequest
-	3,  // 4: orch.v1.Operator.RaftRemovePeer:input_type -> orch.v1.RaftRemovePeerRequest
-	5,  // 5: orch.v1.Operator.Join:input_type -> orch.v1.JoinRequest
-	7,  // 6: orch.v1.Operator.ServerInfo:input_type -> orch.v1.ServerInfoRequest
-	8,  // 7: orch.v1.Operator.SnapshotSave:input_type -> orch.v1.SnapshotSaveRequest
-	9,  // 8: orch.v1.Operator.SnapshotRestore:input_type -> orch.v1.SnapshotChunk
-	2,  // 9: orch.v1.Operator.RaftListPeers:output_type -> orch.v1.RaftListPeersResponse
-	4,  // 10: orch.v1.Operator.RaftRemovePeer:output_type -> orch.v1.RaftRemovePeerResponse
-	6,  // 11: orch.v1.Operator.Join:output_type -> orch.v1.JoinResponse
-	0,  // 12: orch.v1.Operator.ServerInfo:output_type -> orch.v1.SchedulerServer
-	9,  // 13: orch.v1.Operator.SnapshotSave:output_type -> orch.v1.SnapshotChunk
-	10, // 14: orch.v1.Operator.SnapshotRestore:output_type -> orch.v1.SnapshotRestoreResponse
-	9,  // [9:15] is the sub-list for method output_type
-	3,  // [3:9] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	14, // 3: orch.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
+	1,  // 4: orch.v1.Operator.RaftListPeers:input_type -> orch.v1.RaftListPeersRequest
+	3,  // 5: orch.v1.Operator.RaftRemovePeer:input_type -> orch.v1.RaftRemovePeerRequest
+	5,  // 6: orch.v1.Operator.Join:input_type -> orch.v1.JoinRequest
+	7,  // 7: orch.v1.Operator.ServerInfo:input_type -> orch.v1.ServerInfoRequest
+	8,  // 8: orch.v1.Operator.SnapshotSave:input_type -> orch.v1.SnapshotSaveRequest
+	9,  // 9: orch.v1.Operator.SnapshotRestore:input_type -> orch.v1.SnapshotChunk
+	11, // 10: orch.v1.Operator.BootstrapToken:input_type -> orch.v1.BootstrapTokenRequest
+	2,  // 11: orch.v1.Operator.RaftListPeers:output_type -> orch.v1.RaftListPeersResponse
+	4,  // 12: orch.v1.Operator.RaftRemovePeer:output_type -> orch.v1.RaftRemovePeerResponse
+	6,  // 13: orch.v1.Operator.Join:output_type -> orch.v1.JoinResponse
+	0,  // 14: orch.v1.Operator.ServerInfo:output_type -> orch.v1.SchedulerServer
+	9,  // 15: orch.v1.Operator.SnapshotSave:output_type -> orch.v1.SnapshotChunk
+	10, // 16: orch.v1.Operator.SnapshotRestore:output_type -> orch.v1.SnapshotRestoreResponse
+	12, // 17: orch.v1.Operator.BootstrapToken:output_type -> orch.v1.BootstrapTokenResponse
+	11, // [11:18] is the sub-list for method output_type
+	4,  // [4:11] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_orch_v1_operator_proto_init() }
@@ -633,7 +821,7 @@ func file_orch_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orch_v1_operator_proto_rawDesc), len(file_orch_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const (
 	Operator_ServerInfo_FullMethodName      = "/orch.v1.Operator/ServerInfo"
 	Operator_SnapshotSave_FullMethodName    = "/orch.v1.Operator/SnapshotSave"
 	Operator_SnapshotRestore_FullMethodName = "/orch.v1.Operator/SnapshotRestore"
+	Operator_BootstrapToken_FullMethodName  = "/orch.v1.Operator/BootstrapToken"
 )
 
 // OperatorClient is the client API for Operator service.
@@ -44,6 +45,9 @@ type OperatorClient interface {
 	SnapshotSave(ctx context.Context, in *SnapshotSaveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error)
 	// SnapshotRestore replaces the whole state with a snapshot (on the leader, replicated).
 	SnapshotRestore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, SnapshotRestoreResponse], error)
+	// BootstrapToken creates the first management API token and returns its secret, once: a
+	// second call fails. (Nomad's `acl bootstrap`.)
+	BootstrapToken(ctx context.Context, in *BootstrapTokenRequest, opts ...grpc.CallOption) (*BootstrapTokenResponse, error)
 }
 
 type operatorClient struct {
@@ -126,6 +130,16 @@ func (c *operatorClient) SnapshotRestore(ctx context.Context, opts ...grpc.CallO
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Operator_SnapshotRestoreClient = grpc.ClientStreamingClient[SnapshotChunk, SnapshotRestoreResponse]
 
+func (c *operatorClient) BootstrapToken(ctx context.Context, in *BootstrapTokenRequest, opts ...grpc.CallOption) (*BootstrapTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BootstrapTokenResponse)
+	err := c.cc.Invoke(ctx, Operator_BootstrapToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServer is the server API for Operator service.
 // All implementations must embed UnimplementedOperatorServer
 // for forward compatibility.
@@ -140,6 +154,9 @@ type OperatorServer interface {
 	SnapshotSave(*SnapshotSaveRequest, grpc.ServerStreamingServer[SnapshotChunk]) error
 	// SnapshotRestore replaces the whole state with a snapshot (on the leader, replicated).
 	SnapshotRestore(grpc.ClientStreamingServer[SnapshotChunk, SnapshotRestoreResponse]) error
+	// BootstrapToken creates the first management API token and returns its secret, once: a
+	// second call fails. (Nomad's `acl bootstrap`.)
+	BootstrapToken(context.Context, *BootstrapTokenRequest) (*BootstrapTokenResponse, error)
 	mustEmbedUnimplementedOperatorServer()
 }
 
@@ -167,6 +184,9 @@ func (UnimplementedOperatorServer) SnapshotSave(*SnapshotSaveRequest, grpc.Serve
 }
 func (UnimplementedOperatorServer) SnapshotRestore(grpc.ClientStreamingServer[SnapshotChunk, SnapshotRestoreResponse]) error {
 	return status.Error(codes.Unimplemented, "method SnapshotRestore not implemented")
+}
+func (UnimplementedOperatorServer) BootstrapToken(context.Context, *BootstrapTokenRequest) (*BootstrapTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BootstrapToken not implemented")
 }
 func (UnimplementedOperatorServer) mustEmbedUnimplementedOperatorServer() {}
 func (UnimplementedOperatorServer) testEmbeddedByValue()                  {}
@@ -279,6 +299,24 @@ func _Operator_SnapshotRestore_Handler(srv interface{}, stream grpc.ServerStream
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Operator_SnapshotRestoreServer = grpc.ClientStreamingServer[SnapshotChunk, SnapshotRestoreResponse]
 
+func _Operator_BootstrapToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BootstrapTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).BootstrapToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_BootstrapToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).BootstrapToken(ctx, req.(*BootstrapTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Operator_ServiceDesc is the grpc.ServiceDesc for Operator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -301,6 +339,10 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ServerInfo",
 			Handler:    _Operator_ServerInfo_Handler,
+		},
+		{
+			MethodName: "BootstrapToken",
+			Handler:    _Operator_BootstrapToken_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -811,6 +811,51 @@ func (x *TasksLostCommand) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// BootstrapTokenCommand stores the first management token; refused when a token exists.
+type BootstrapTokenCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *APIToken              `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BootstrapTokenCommand) Reset() {
+	*x = BootstrapTokenCommand{}
+	mi := &file_orch_v1_raft_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BootstrapTokenCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BootstrapTokenCommand) ProtoMessage() {}
+
+func (x *BootstrapTokenCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_raft_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BootstrapTokenCommand.ProtoReflect.Descriptor instead.
+func (*BootstrapTokenCommand) Descriptor() ([]byte, []int) {
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BootstrapTokenCommand) GetToken() *APIToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
 var File_orch_v1_raft_proto protoreflect.FileDescriptor
 
 const file_orch_v1_raft_proto_rawDesc = "" +
@@ -860,7 +905,9 @@ const file_orch_v1_raft_proto_rawDesc = "" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x19\n" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12*\n" +
-	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02atB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"@\n" +
+	"\x15BootstrapTokenCommand\x12'\n" +
+	"\x05token\x18\x01 \x01(\v2\x11.orch.v1.APITokenR\x05tokenB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
 
 var (
 	file_orch_v1_raft_proto_rawDescOnce sync.Once
@@ -874,7 +921,7 @@ func file_orch_v1_raft_proto_rawDescGZIP() []byte {
 	return file_orch_v1_raft_proto_rawDescData
 }
 
-var file_orch_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_orch_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_orch_v1_raft_proto_goTypes = []any{
 	(*CreateClusterCommand)(nil),            // 0: orch.v1.CreateClusterCommand
 	(*DeleteClusterCommand)(nil),            // 1: orch.v1.DeleteClusterCommand
@@ -891,35 +938,38 @@ var file_orch_v1_raft_proto_goTypes = []any{
 	(*DeregisterServerCommand)(nil),         // 12: orch.v1.DeregisterServerCommand
 	(*TagResourceCommand)(nil),              // 13: orch.v1.TagResourceCommand
 	(*TasksLostCommand)(nil),                // 14: orch.v1.TasksLostCommand
-	(*Cluster)(nil),                         // 15: orch.v1.Cluster
-	(*timestamppb.Timestamp)(nil),           // 16: google.protobuf.Timestamp
-	(*TaskDefinition)(nil),                  // 17: orch.v1.TaskDefinition
-	(*Host)(nil),                            // 18: orch.v1.Host
-	(*Task)(nil),                            // 19: orch.v1.Task
-	(*TaskStatus)(nil),                      // 20: orch.v1.TaskStatus
-	(*TaskUsageReport_Entry)(nil),           // 21: orch.v1.TaskUsageReport.Entry
-	(*SchedulerServer)(nil),                 // 22: orch.v1.SchedulerServer
-	(*Tag)(nil),                             // 23: orch.v1.Tag
+	(*BootstrapTokenCommand)(nil),           // 15: orch.v1.BootstrapTokenCommand
+	(*Cluster)(nil),                         // 16: orch.v1.Cluster
+	(*timestamppb.Timestamp)(nil),           // 17: google.protobuf.Timestamp
+	(*TaskDefinition)(nil),                  // 18: orch.v1.TaskDefinition
+	(*Host)(nil),                            // 19: orch.v1.Host
+	(*Task)(nil),                            // 20: orch.v1.Task
+	(*TaskStatus)(nil),                      // 21: orch.v1.TaskStatus
+	(*TaskUsageReport_Entry)(nil),           // 22: orch.v1.TaskUsageReport.Entry
+	(*SchedulerServer)(nil),                 // 23: orch.v1.SchedulerServer
+	(*Tag)(nil),                             // 24: orch.v1.Tag
+	(*APIToken)(nil),                        // 25: orch.v1.APIToken
 }
 var file_orch_v1_raft_proto_depIdxs = []int32{
-	15, // 0: orch.v1.CreateClusterCommand.cluster:type_name -> orch.v1.Cluster
-	16, // 1: orch.v1.DeleteClusterCommand.at:type_name -> google.protobuf.Timestamp
-	17, // 2: orch.v1.RegisterTaskDefinitionCommand.task_definition:type_name -> orch.v1.TaskDefinition
-	16, // 3: orch.v1.DeregisterTaskDefinitionCommand.at:type_name -> google.protobuf.Timestamp
-	18, // 4: orch.v1.RegisterHostCommand.host:type_name -> orch.v1.Host
-	16, // 5: orch.v1.HostConnectionCommand.at:type_name -> google.protobuf.Timestamp
-	19, // 6: orch.v1.PlaceTasksCommand.tasks:type_name -> orch.v1.Task
-	16, // 7: orch.v1.StopTasksCommand.at:type_name -> google.protobuf.Timestamp
-	20, // 8: orch.v1.TaskStatusCommand.tasks:type_name -> orch.v1.TaskStatus
-	21, // 9: orch.v1.TaskUsageCommand.tasks:type_name -> orch.v1.TaskUsageReport.Entry
-	22, // 10: orch.v1.RegisterServerCommand.server:type_name -> orch.v1.SchedulerServer
-	23, // 11: orch.v1.TagResourceCommand.tags:type_name -> orch.v1.Tag
-	16, // 12: orch.v1.TasksLostCommand.at:type_name -> google.protobuf.Timestamp
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	16, // 0: orch.v1.CreateClusterCommand.cluster:type_name -> orch.v1.Cluster
+	17, // 1: orch.v1.DeleteClusterCommand.at:type_name -> google.protobuf.Timestamp
+	18, // 2: orch.v1.RegisterTaskDefinitionCommand.task_definition:type_name -> orch.v1.TaskDefinition
+	17, // 3: orch.v1.DeregisterTaskDefinitionCommand.at:type_name -> google.protobuf.Timestamp
+	19, // 4: orch.v1.RegisterHostCommand.host:type_name -> orch.v1.Host
+	17, // 5: orch.v1.HostConnectionCommand.at:type_name -> google.protobuf.Timestamp
+	20, // 6: orch.v1.PlaceTasksCommand.tasks:type_name -> orch.v1.Task
+	17, // 7: orch.v1.StopTasksCommand.at:type_name -> google.protobuf.Timestamp
+	21, // 8: orch.v1.TaskStatusCommand.tasks:type_name -> orch.v1.TaskStatus
+	22, // 9: orch.v1.TaskUsageCommand.tasks:type_name -> orch.v1.TaskUsageReport.Entry
+	23, // 10: orch.v1.RegisterServerCommand.server:type_name -> orch.v1.SchedulerServer
+	24, // 11: orch.v1.TagResourceCommand.tags:type_name -> orch.v1.Tag
+	17, // 12: orch.v1.TasksLostCommand.at:type_name -> google.protobuf.Timestamp
+	25, // 13: orch.v1.BootstrapTokenCommand.token:type_name -> orch.v1.APIToken
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_orch_v1_raft_proto_init() }
@@ -937,7 +987,7 @@ func file_orch_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orch_v1_raft_proto_rawDesc), len(file_orch_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
