@@ -50,18 +50,6 @@ func (s *Server) CreateCluster(ctx context.Context, req *orchv1.CreateClusterReq
 	return &orchv1.CreateClusterResponse{Cluster: s.clusterView(s.store.Read(), v.(*orchv1.Cluster))}, nil
 }
 
-func validateTags(tags []*orchv1.Tag) error {
-	if len(tags) > 50 {
-		return invalid("tags: at most 50 tags, got %d", len(tags))
-	}
-	for i, t := range tags {
-		if t.GetKey() == "" || len(t.GetKey()) > 128 || len(t.GetValue()) > 256 {
-			return invalid("tags[%d]: key must be 1-128 characters and value at most 256", i)
-		}
-	}
-	return nil
-}
-
 // clusterView fills the counts ECS reports, computed from the state.
 func (s *Server) clusterView(r *state.ReadTxn, c *orchv1.Cluster) *orchv1.Cluster {
 	out := proto.Clone(c).(*orchv1.Cluster)

@@ -51,21 +51,8 @@ func (s *Server) TagResource(ctx context.Context, req *orchv1.TagResourceRequest
 	if len(tags) == 0 {
 		return nil, invalid("tags: at least one tag is required")
 	}
-	if len(tags) > fsm.MaxTagsPerResource {
-		return nil, invalid("tags: at most %d tags per resource, got %d", fsm.MaxTagsPerResource, len(tags))
-	}
-	seen := make(map[string]bool, len(tags))
-	for i, t := range tags {
-		if err := checkTagKey(t.GetKey()); err != nil {
-			return nil, invalid("tags[%d].key: %v", i, err)
-		}
-		if err := checkTagValue(t.GetValue()); err != nil {
-			return nil, invalid("tags[%d].value: %v", i, err)
-		}
-		if seen[t.GetKey()] {
-			return nil, invalid("tags[%d].key: %q is given twice", i, t.GetKey())
-		}
-		seen[t.GetKey()] = true
+	if err := validateTags(tags); err != nil {
+		return nil, err
 	}
 	_, err := s.raft.Apply(ctx, fsm.CmdTagResource, &orchv1.TagResourceCommand{ResourceArn: req.GetResourceArn(), Tags: tags})
 	if err != nil {
@@ -124,6 +111,28 @@ func checkResourceARN(s string) error {
 	}
 	if _, err := fsm.ParseResourceARN(s); err != nil {
 		return toStatus(err)
+	}
+	return nil
+}
+
+// validateTags applies ECS's rules to a list of tags, wherever tags are given (TagResource,
+// CreateCluster, RunTask): at most 50, each key valid and given once, each value valid.
+func validateTags(tags []*orchv1.Tag) error {
+	if len(tags) > fsm.MaxTagsPerResource {
+		return invalid("tags: at most %d tags per resource, got %d", fsm.MaxTagsPerResource, len(tags))
+	}
+	seen := make(map[string]bool, len(tags))
+	for i, t := range tags {
+		if err := checkTagKey(t.GetKey()); err != nil {
+			return invalid("tags[%d].key: %v", i, err)
+		}
+		if err := checkTagValue(t.GetValue()); err != nil {
+			return invalid("tags[%d].value: %v", i, err)
+		}
+		if seen[t.GetKey()] {
+			return invalid("tags[%d].key: %q is given twice", i, t.GetKey())
+		}
+		seen[t.GetKey()] = true
 	}
 	return nil
 }
