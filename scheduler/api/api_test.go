@@ -5,10 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -18,36 +16,18 @@ import (
 	"orch/pkg/lifecycle"
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/fsm"
+	"orch/scheduler/fsm/fsmtest"
 	"orch/scheduler/state"
 )
 
-// directApplier applies commands to the real FSM in order, as a single Raft voter would.
-type directApplier struct {
-	mu    sync.Mutex
-	f     *fsm.FSM
-	index uint64
-}
-
-func (d *directApplier) Apply(_ context.Context, t fsm.CommandType, m proto.Message) (any, error) {
-	b, err := fsm.Encode(t, m)
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.index++
-	res := d.f.Apply(&raft.Log{Index: d.index, Type: raft.LogCommand, Data: b}).(fsm.Result)
-	return res.Value, res.Err
-}
-
-func newServer(t *testing.T, hostMemory int32) (*Server, *directApplier) {
+func newServer(t *testing.T, hostMemory int32) (*Server, *fsmtest.Applier) {
 	t.Helper()
 	st, err := state.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	d := &directApplier{f: fsm.New(st, arn.Default, log)}
+	d := fsmtest.New(st)
 	s := New(st, d, WithLogger(log))
 	ctx := context.Background()
 	if _, err := s.CreateCluster(ctx, &orchv1.CreateClusterRequest{ClusterName: "homelab"}); err != nil {

@@ -154,12 +154,12 @@ func TestTagErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := d.index
+			before := d.Index()
 			err := tt.call()
 			if status.Code(err) != tt.code || !strings.Contains(err.Error(), tt.msg) {
 				t.Fatalf("err = %v, want %s mentioning %q", err, tt.code, tt.msg)
 			}
-			if applied := d.index != before; applied != tt.applied {
+			if applied := d.Index() != before; applied != tt.applied {
 				t.Fatalf("reached raft: %v, want %v", applied, tt.applied)
 			}
 		})

@@ -12,12 +12,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"orch/pkg/arn"
 	"orch/pkg/lifecycle"
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/api"
 	"orch/scheduler/dispatcher"
 	"orch/scheduler/fsm"
+	"orch/scheduler/fsm/fsmtest"
 	"orch/scheduler/state"
 )
 
@@ -122,12 +122,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // TestLivenessWithDispatcher runs the controller on the real dispatcher's LastSeen, with an
 // agent session over gRPC on loopback and the real clock: a stall past the grace period and
 // back, a lost host, and its agent's return (one lost task still known, one forgotten).
-func TestLivenessWithDispatcher(t *testing.T) {
+// sessionEnv is a real dispatcher served over gRPC on loopback, the API on the same store
+// (cluster "homelab", task definition "web"), the liveness controller running with the given
+// timings on the dispatcher's LastSeen and the real clock, and a host "pi4" registered through
+// the agent API.
+type sessionEnv struct {
+	st     *state.Store
+	api    *api.Server
+	client orchv1.AgentServiceClient
+	reg    *orchv1.RegisterHostResponse
+}
+
+func newSessionEnv(t *testing.T, grace, lostAfter time.Duration) *sessionEnv {
+	t.Helper()
 	st, err := state.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	raft := &directApplier{f: fsm.New(st, arn.Default, quiet())}
+	raft := fsmtest.New(st)
 	disp := dispatcher.New(st, raft, quiet(), nil)
 	g := grpc.NewServer()
 	disp.Attach(g)
@@ -149,7 +161,6 @@ func TestLivenessWithDispatcher(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	const grace, lostAfter = 400 * time.Millisecond, time.Second
 	live := NewLiveness(st, raft, disp.LastSeen, time.Now, LivenessConfig{Grace: grace, LostAfter: lostAfter, Interval: 20 * time.Millisecond, Logger: quiet()})
 	lctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -166,6 +177,13 @@ func TestLivenessWithDispatcher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return &sessionEnv{st: st, api: s, client: client, reg: reg}
+}
+
+func TestLivenessWithDispatcher(t *testing.T) {
+	const grace, lostAfter = 400 * time.Millisecond, time.Second
+	e := newSessionEnv(t, grace, lostAfter)
+	ctx, st, s, client, reg := context.Background(), e.st, e.api, e.client, e.reg
 	hostID := reg.GetHost().GetId()
 	host := func() *orchv1.Host { h, _ := st.Read().Host(nil, hostID); return h }
 	task := func(id string) *orchv1.Task { tk, _ := st.Read().Task(nil, id); return tk }

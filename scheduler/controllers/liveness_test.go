@@ -9,36 +9,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"orch/pkg/arn"
 	"orch/pkg/lifecycle"
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/api"
 	"orch/scheduler/fsm"
+	"orch/scheduler/fsm/fsmtest"
 	"orch/scheduler/state"
 )
-
-// directApplier applies commands to the real FSM in order, as a single Raft voter would.
-type directApplier struct {
-	mu    sync.Mutex
-	f     *fsm.FSM
-	index uint64
-}
-
-func (d *directApplier) Apply(_ context.Context, t fsm.CommandType, m proto.Message) (any, error) {
-	b, err := fsm.Encode(t, m)
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.index++
-	res := d.f.Apply(&raft.Log{Index: d.index, Type: raft.LogCommand, Data: b}).(fsm.Result)
-	return res.Value, res.Err
-}
 
 // clock is a fake clock that moves only when told to.
 type clock struct {
@@ -86,7 +66,7 @@ const (
 type env struct {
 	t           *testing.T
 	store       *state.Store
-	raft        *directApplier
+	raft        *fsmtest.Applier
 	clock       *clock
 	seen        *seenTable
 	c           *Liveness
@@ -102,7 +82,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e := &env{
-		t: t, store: st, raft: &directApplier{f: fsm.New(st, arn.Default, quiet())},
+		t: t, store: st, raft: fsmtest.New(st),
 		clock: &clock{now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)},
 		seen:  &seenTable{at: map[string]time.Time{}},
 	}
