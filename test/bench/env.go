@@ -1,23 +1,18 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"orch/pkg/client"
 	orchv1 "orch/proto/orch/v1"
@@ -76,7 +71,7 @@ func setup(ctx context.Context, cfg Config) (_ *env, err error) {
 	e.push(func() error {
 		// The agent makes its netns dir a shared bind mount of itself; task namespaces are
 		// mounted in it. Lazily, so that anything still inside does not block the removal.
-		if err := unmountUnder(e.dir); err != nil {
+		if err := harness.UnmountUnder(e.dir); err != nil {
 			return err
 		}
 		return os.RemoveAll(e.dir)
@@ -157,7 +152,7 @@ func (e *env) binaries(ctx context.Context, dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	goBin, err := goTool()
+	goBin, err := harness.GoTool()
 	if err != nil {
 		return "", err
 	}
@@ -171,25 +166,12 @@ func (e *env) binaries(ctx context.Context, dir string) (string, error) {
 	return dir, nil
 }
 
-// goTool finds the go command: on PATH, else the toolchain's usual places.
-func goTool() (string, error) {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/local/go/bin/go", "/usr/lib/go/bin/go"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("go command not found on PATH or in /usr/local/go/bin")
-}
-
 // startScheduler starts orch-scheduler --dev on free loopback ports and waits until its
 // embedded agent is connected to the default cluster.
 func (e *env) startScheduler(ctx context.Context) error {
 	var addrs [4]string
 	for i := range addrs {
-		port, err := freePort()
+		port, err := harness.FreeLoopbackPort()
 		if err != nil {
 			return err
 		}
@@ -254,7 +236,7 @@ func (e *env) schedErr(err error) error {
 	if e.sched == nil {
 		return err
 	}
-	return fmt.Errorf("%w\ntail of orch-scheduler log:\n%s", err, tailFile(e.sched.logPath, 30))
+	return fmt.Errorf("%w\ntail of orch-scheduler log:\n%s", err, harness.TailFile(e.sched.logPath, 30))
 }
 
 // run runs a command and returns an error with its output if it fails.
@@ -264,15 +246,6 @@ func run(name string, args ...string) error {
 		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // process is a child in its own process group, killed by the kernel if this program dies.
@@ -337,64 +310,4 @@ func (p *process) stop(grace time.Duration) {
 	}
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	<-p.done
-}
-
-// tailFile returns the last n lines of a file, or why it cannot.
-func tailFile(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// unmountUnder lazily unmounts everything mounted at or under dir, deepest first, repeating
-// for stacked mounts.
-func unmountUnder(dir string) error {
-	for range 8 {
-		mps, err := mountsUnder(dir)
-		if err != nil || len(mps) == 0 {
-			return err
-		}
-		for _, mp := range mps {
-			if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-				return fmt.Errorf("unmount %s: %w", mp, err)
-			}
-		}
-	}
-	if mps, err := mountsUnder(dir); err != nil || len(mps) > 0 {
-		return errors.Join(err, fmt.Errorf("still mounted under %s: %v", dir, mps))
-	}
-	return nil
-}
-
-// mountsUnder lists the mount points at or under dir, deepest first.
-func mountsUnder(dir string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := fields[4] // the names here have no spaces, so no octal escapes to undo
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
-	}
-	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out, nil
 }

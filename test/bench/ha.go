@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	orchv1 "orch/proto/orch/v1"
+	"orch/test/harness"
 )
 
 // HAConfig configures the control-plane figures: Raft write throughput and latency of small
@@ -78,7 +79,7 @@ func RunHA(ctx context.Context, cfg HAConfig) (*HAResult, error) {
 	for i := range servers {
 		s := &haServer{id: fmt.Sprint("s", i+1), dir: filepath.Join(dir, fmt.Sprint("s", i+1))}
 		for _, a := range []*string{&s.grpc, &s.http, &s.raft} {
-			p, err := freePort()
+			p, err := harness.FreeLoopbackPort()
 			if err != nil {
 				return nil, err
 			}

@@ -61,7 +61,7 @@ func buildBinaries(pkgs ...string) (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		goBin, err := goTool()
+		goBin, err := GoTool()
 		if err != nil {
 			return nil, err
 		}
@@ -120,8 +120,8 @@ func ModuleRoot() (string, error) {
 	}
 }
 
-// goTool finds the go command: on PATH, else the toolchain's usual place.
-func goTool() (string, error) {
+// GoTool finds the go command: on PATH, else the toolchain's usual place.
+func GoTool() (string, error) {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p, nil
 	}

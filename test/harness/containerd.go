@@ -62,7 +62,7 @@ func StartContainerd(t testing.TB) *Containerd {
 	t.Cleanup(func() {
 		err := c.stop(func() {
 			if t.Failed() {
-				t.Logf("tail of containerd log (%s):\n%s", c.LogPath, tailFile(c.LogPath, logTailLines))
+				t.Logf("tail of containerd log (%s):\n%s", c.LogPath, TailFile(c.LogPath, logTailLines))
 			}
 		})
 		if err != nil {
@@ -169,7 +169,7 @@ func (c *Containerd) start() error {
 		return fmt.Errorf("start %s: %w", ContainerdBinary, err)
 	}
 	if err := c.waitReady(30 * time.Second); err != nil {
-		return fmt.Errorf("containerd %s: %w; log tail:\n%s", c.Address, err, tailFile(c.LogPath, 20))
+		return fmt.Errorf("containerd %s: %w; log tail:\n%s", c.Address, err, TailFile(c.LogPath, 20))
 	}
 	return nil
 }

@@ -34,14 +34,15 @@ func RequireRoot(t testing.TB) {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	port, err := freePort()
+	port, err := FreeLoopbackPort()
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
 	return port
 }
 
-func freePort() (int, error) {
+// FreeLoopbackPort returns a TCP port free on 127.0.0.1 now (FreePort without testing.T).
+func FreeLoopbackPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("listen on 127.0.0.1:0: %w", err)
@@ -63,8 +64,8 @@ func RandomSuffix() string {
 // logTailLines is how much of a part's log is printed when a test fails.
 const logTailLines = 60
 
-// tailFile returns the last n lines of the file at path, or a note saying why it cannot.
-func tailFile(path string, n int) string {
+// TailFile returns the last n lines of the file at path, or a note saying why it cannot.
+func TailFile(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(cannot read %s: %v)", path, err)

@@ -38,7 +38,7 @@ func StartProcess(t testing.TB, name string, env []string, args ...string) *Proc
 	t.Cleanup(func() {
 		p.stop(5 * time.Second)
 		if t.Failed() {
-			t.Logf("tail of %s log (%s):\n%s", filepath.Base(name), p.LogPath, tailFile(p.LogPath, logTailLines))
+			t.Logf("tail of %s log (%s):\n%s", filepath.Base(name), p.LogPath, TailFile(p.LogPath, logTailLines))
 		}
 	})
 	return p

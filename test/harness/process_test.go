@@ -116,7 +116,7 @@ func TestProcessSignalStopCont(t *testing.T) {
 }
 
 func TestBuildBinaries(t *testing.T) {
-	if _, err := goTool(); err != nil {
+	if _, err := GoTool(); err != nil {
 		t.Skipf("skipping: %v", err)
 	}
 	start := time.Now()
@@ -145,7 +145,7 @@ func TestBuildBinaries(t *testing.T) {
 
 // TestOrchTestimage runs the program as `make run` does, against a real registry.
 func TestOrchTestimage(t *testing.T) {
-	if _, err := goTool(); err != nil {
+	if _, err := GoTool(); err != nil {
 		t.Skipf("skipping: %v", err)
 	}
 	reg := StartRegistry(t)

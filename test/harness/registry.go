@@ -44,7 +44,7 @@ func StartRegistry(t testing.TB) *Registry {
 	t.Cleanup(func() {
 		if err := r.stop(func() {
 			if t.Failed() {
-				t.Logf("tail of registry log (%s):\n%s", r.LogPath, tailFile(r.LogPath, logTailLines))
+				t.Logf("tail of registry log (%s):\n%s", r.LogPath, TailFile(r.LogPath, logTailLines))
 			}
 		}); err != nil {
 			t.Errorf("stop registry %s: %v", r.Addr, err)
@@ -68,7 +68,7 @@ func RunRegistry(dir, addr string) (*Registry, error) {
 		return nil, fmt.Errorf("registry dir %s: %w", dir, err)
 	}
 	if addr == "" {
-		port, err := freePort()
+		port, err := FreeLoopbackPort()
 		if err != nil {
 			r.cleanupDirs()
 			return nil, err
@@ -140,7 +140,7 @@ func (r *Registry) waitReady(timeout time.Duration) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-r.exited:
-			return fmt.Errorf("registry exited: %v; log tail:\n%s", r.waitErr, tailFile(r.LogPath, 20))
+			return fmt.Errorf("registry exited: %v; log tail:\n%s", r.waitErr, TailFile(r.LogPath, 20))
 		default:
 		}
 		resp, err := hc.Get("http://" + r.Addr + "/v2/")
@@ -154,7 +154,7 @@ func (r *Registry) waitReady(timeout time.Duration) error {
 		lastErr = err
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("not answering after %s: %v; log tail:\n%s", timeout, lastErr, tailFile(r.LogPath, 20))
+	return fmt.Errorf("not answering after %s: %v; log tail:\n%s", timeout, lastErr, TailFile(r.LogPath, 20))
 }
 
 // Stop kills the registry and removes its storage. It is safe to call more than once.
