@@ -93,13 +93,10 @@ type cachedUsage struct {
 }
 
 // placementNodes describes the cluster's container instances for placement, from a fresh
-// snapshot that it returns. Per-host usage is cached between calls (placement is serialized by
-// placeMu) and recomputed only for hosts whose tasks changed, so a RunTask costs what changed
+// snapshot that it returns. Per-host usage is cached between calls (only the planner calls it)
+// and recomputed only for hosts whose tasks changed, so a RunTask costs what changed
 // since the last one, not every task of the cluster.
 func (s *Server) placementNodes(cluster string) (*state.ReadTxn, []*placement.Node, error) {
-	if s.usage == nil {
-		s.usage = map[string]cachedUsage{}
-	}
 	// Watch channels of stale hosts first, then the snapshot: a change between the two shows
 	// as a closed channel at the next call, never as a stale entry.
 	stale := map[string]<-chan struct{}{}

@@ -73,8 +73,6 @@ func (s *Server) planLoop() {
 
 // planBatch places a batch of jobs and answers each.
 func (s *Server) planBatch(batch []*planJob) {
-	s.placeMu.Lock()
-	defer s.placeMu.Unlock()
 	type part struct {
 		job      *planJob
 		resp     *orchv1.RunTaskResponse

@@ -41,14 +41,13 @@ type Server struct {
 	// serves consistent reads locally.
 	readBarrier func(ctx context.Context) error
 
-	// placeMu serialises placement so that each plan is made against the state that includes
-	// the previous one (a single pipeline, as Nomad's plan applier).
-	placeMu sync.Mutex
-	usage   map[string]cachedUsage // by host; guarded by placeMu
-
+	// Placement is a single pipeline (plan.go): at most one planner runs at a time (planning),
+	// so each plan is made against the state that includes the previous one, and usage, the
+	// per-host usage cache, belongs to that planner.
 	planMu   sync.Mutex
 	queue    []*planJob
 	planning bool
+	usage    map[string]cachedUsage
 }
 
 // Opt configures a Server.
@@ -68,7 +67,7 @@ func WithClock(now func() time.Time) Opt { return func(s *Server) { s.now = now 
 
 // New returns a server reading store and writing through raft.
 func New(store *state.Store, raft Applier, opts ...Opt) *Server {
-	s := &Server{store: store, raft: raft}
+	s := &Server{store: store, raft: raft, usage: map[string]cachedUsage{}}
 	for _, o := range opts {
 		o(s)
 	}
