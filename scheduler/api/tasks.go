@@ -31,8 +31,9 @@ func NewTaskID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// RunTask implements orchv1.OrchServer: place count tasks, give each an ENI address from its
-// container instance's subnet, and store them all in one Raft entry.
+// RunTask implements orchv1.OrchServer: it validates the request here and hands the job to the
+// placement pipeline (plan.go), which places its tasks, gives each an ENI address from its
+// container instance's subnet, and stores them with the other queued calls' in one Raft entry.
 func (s *Server) RunTask(ctx context.Context, req *orchv1.RunTaskRequest) (*orchv1.RunTaskResponse, error) {
 	count := int(req.GetCount())
 	if count == 0 {
