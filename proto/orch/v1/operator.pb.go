@@ -700,6 +700,400 @@ func (x *APIToken) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+type EnrollRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Csr   []byte                 `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"` // DER (pki.NewKeyAndCSR)
+	// A scheduler (manager token) asks for its id and the IP addresses or DNS names its
+	// certificate must carry; an agent leaves them empty.
+	NodeId        string   `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Sans          []string `protobuf:"bytes,4,rep,name=sans,proto3" json:"sans,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollRequest) Reset() {
+	*x = EnrollRequest{}
+	mi := &file_orch_v1_operator_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollRequest) ProtoMessage() {}
+
+func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_operator_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollRequest.ProtoReflect.Descriptor instead.
+func (*EnrollRequest) Descriptor() ([]byte, []int) {
+	return file_orch_v1_operator_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *EnrollRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *EnrollRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *EnrollRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *EnrollRequest) GetSans() []string {
+	if x != nil {
+		return x.Sans
+	}
+	return nil
+}
+
+type EnrollResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`                      // the certificate's common name: host id or scheduler id
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`                                        // agent | scheduler
+	Certificate   []byte                 `protobuf:"bytes,3,opt,name=certificate,proto3" json:"certificate,omitempty"`                          // PEM
+	CaCertificate []byte                 `protobuf:"bytes,4,opt,name=ca_certificate,json=caCertificate,proto3" json:"ca_certificate,omitempty"` // PEM
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollResponse) Reset() {
+	*x = EnrollResponse{}
+	mi := &file_orch_v1_operator_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollResponse) ProtoMessage() {}
+
+func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_operator_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
+func (*EnrollResponse) Descriptor() ([]byte, []int) {
+	return file_orch_v1_operator_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *EnrollResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *EnrollResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *EnrollResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *EnrollResponse) GetCaCertificate() []byte {
+	if x != nil {
+		return x.CaCertificate
+	}
+	return nil
+}
+
+type RenewCertificateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Csr           []byte                 `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`   // DER
+	Sans          []string               `protobuf:"bytes,2,rep,name=sans,proto3" json:"sans,omitempty"` // schedulers only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateRequest) Reset() {
+	*x = RenewCertificateRequest{}
+	mi := &file_orch_v1_operator_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateRequest) ProtoMessage() {}
+
+func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_operator_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_orch_v1_operator_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RenewCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *RenewCertificateRequest) GetSans() []string {
+	if x != nil {
+		return x.Sans
+	}
+	return nil
+}
+
+type GetJoinTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJoinTokensRequest) Reset() {
+	*x = GetJoinTokensRequest{}
+	mi := &file_orch_v1_operator_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJoinTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJoinTokensRequest) ProtoMessage() {}
+
+func (x *GetJoinTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_operator_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJoinTokensRequest.ProtoReflect.Descriptor instead.
+func (*GetJoinTokensRequest) Descriptor() ([]byte, []int) {
+	return file_orch_v1_operator_proto_rawDescGZIP(), []int{17}
+}
+
+type RotateJoinTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // worker | manager | empty for both
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateJoinTokenRequest) Reset() {
+	*x = RotateJoinTokenRequest{}
+	mi := &file_orch_v1_operator_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateJoinTokenRequest) ProtoMessage() {}
+
+func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_operator_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*RotateJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_orch_v1_operator_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RotateJoinTokenRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+type JoinTokens struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Worker        string                 `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`
+	Manager       string                 `protobuf:"bytes,2,opt,name=manager,proto3" json:"manager,omitempty"`
+	CaDigest      string                 `protobuf:"bytes,3,opt,name=ca_digest,json=caDigest,proto3" json:"ca_digest,omitempty"` // base32 SHA-256 of the CA certificate, which both tokens pin
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinTokens) Reset() {
+	*x = JoinTokens{}
+	mi := &file_orch_v1_operator_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinTokens) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinTokens) ProtoMessage() {}
+
+func (x *JoinTokens) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_operator_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
+func (*JoinTokens) Descriptor() ([]byte, []int) {
+	return file_orch_v1_operator_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *JoinTokens) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *JoinTokens) GetManager() string {
+	if x != nil {
+		return x.Manager
+	}
+	return ""
+}
+
+func (x *JoinTokens) GetCaDigest() string {
+	if x != nil {
+		return x.CaDigest
+	}
+	return ""
+}
+
+// ClusterPKI is the cluster's certificate authority and join tokens, in the replicated state.
+// The join tokens are kept whole, as Docker Swarm keeps them, so that operators can show them
+// again; the CA key is kept with them, so the state (and every snapshot of it) is secret:
+// snapshots leave the cluster sealed with a passphrase.
+type ClusterPKI struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ca            []byte                 `protobuf:"bytes,1,opt,name=ca,proto3" json:"ca,omitempty"` // CA certificate and private key, PEM (pki.CA.MarshalPlain)
+	WorkerToken   string                 `protobuf:"bytes,2,opt,name=worker_token,json=workerToken,proto3" json:"worker_token,omitempty"`
+	ManagerToken  string                 `protobuf:"bytes,3,opt,name=manager_token,json=managerToken,proto3" json:"manager_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterPKI) Reset() {
+	*x = ClusterPKI{}
+	mi := &file_orch_v1_operator_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterPKI) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterPKI) ProtoMessage() {}
+
+func (x *ClusterPKI) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_operator_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterPKI.ProtoReflect.Descriptor instead.
+func (*ClusterPKI) Descriptor() ([]byte, []int) {
+	return file_orch_v1_operator_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ClusterPKI) GetCa() []byte {
+	if x != nil {
+		return x.Ca
+	}
+	return nil
+}
+
+func (x *ClusterPKI) GetWorkerToken() string {
+	if x != nil {
+		return x.WorkerToken
+	}
+	return ""
+}
+
+func (x *ClusterPKI) GetManagerToken() string {
+	if x != nil {
+		return x.ManagerToken
+	}
+	return ""
+}
+
 var File_orch_v1_operator_proto protoreflect.FileDescriptor
 
 const file_orch_v1_operator_proto_rawDesc = "" +
@@ -743,7 +1137,33 @@ const file_orch_v1_operator_proto_rawDesc = "" +
 	"secretHash\x12\x12\n" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x129\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt2\x90\x04\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"d\n" +
+	"\rEnrollRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x10\n" +
+	"\x03csr\x18\x02 \x01(\fR\x03csr\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04sans\x18\x04 \x03(\tR\x04sans\"\x86\x01\n" +
+	"\x0eEnrollResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12 \n" +
+	"\vcertificate\x18\x03 \x01(\fR\vcertificate\x12%\n" +
+	"\x0eca_certificate\x18\x04 \x01(\fR\rcaCertificate\"?\n" +
+	"\x17RenewCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x12\n" +
+	"\x04sans\x18\x02 \x03(\tR\x04sans\"\x16\n" +
+	"\x14GetJoinTokensRequest\",\n" +
+	"\x16RotateJoinTokenRequest\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\"[\n" +
+	"\n" +
+	"JoinTokens\x12\x16\n" +
+	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
+	"\amanager\x18\x02 \x01(\tR\amanager\x12\x1b\n" +
+	"\tca_digest\x18\x03 \x01(\tR\bcaDigest\"d\n" +
+	"\n" +
+	"ClusterPKI\x12\x0e\n" +
+	"\x02ca\x18\x01 \x01(\fR\x02ca\x12!\n" +
+	"\fworker_token\x18\x02 \x01(\tR\vworkerToken\x12#\n" +
+	"\rmanager_token\x18\x03 \x01(\tR\fmanagerToken2\xa8\x06\n" +
 	"\bOperator\x12N\n" +
 	"\rRaftListPeers\x12\x1d.orch.v1.RaftListPeersRequest\x1a\x1e.orch.v1.RaftListPeersResponse\x12Q\n" +
 	"\x0eRaftRemovePeer\x12\x1e.orch.v1.RaftRemovePeerRequest\x1a\x1f.orch.v1.RaftRemovePeerResponse\x123\n" +
@@ -752,7 +1172,11 @@ const file_orch_v1_operator_proto_rawDesc = "" +
 	"ServerInfo\x12\x1a.orch.v1.ServerInfoRequest\x1a\x18.orch.v1.SchedulerServer\x12F\n" +
 	"\fSnapshotSave\x12\x1c.orch.v1.SnapshotSaveRequest\x1a\x16.orch.v1.SnapshotChunk0\x01\x12M\n" +
 	"\x0fSnapshotRestore\x12\x16.orch.v1.SnapshotChunk\x1a .orch.v1.SnapshotRestoreResponse(\x01\x12Q\n" +
-	"\x0eBootstrapToken\x12\x1e.orch.v1.BootstrapTokenRequest\x1a\x1f.orch.v1.BootstrapTokenResponseB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
+	"\x0eBootstrapToken\x12\x1e.orch.v1.BootstrapTokenRequest\x1a\x1f.orch.v1.BootstrapTokenResponse\x129\n" +
+	"\x06Enroll\x12\x16.orch.v1.EnrollRequest\x1a\x17.orch.v1.EnrollResponse\x12M\n" +
+	"\x10RenewCertificate\x12 .orch.v1.RenewCertificateRequest\x1a\x17.orch.v1.EnrollResponse\x12C\n" +
+	"\rGetJoinTokens\x12\x1d.orch.v1.GetJoinTokensRequest\x1a\x13.orch.v1.JoinTokens\x12G\n" +
+	"\x0fRotateJoinToken\x12\x1f.orch.v1.RotateJoinTokenRequest\x1a\x13.orch.v1.JoinTokensB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
 
 var (
 	file_orch_v1_operator_proto_rawDescOnce sync.Once
@@ -766,7 +1190,7 @@ func file_orch_v1_operator_proto_rawDescGZIP() []byte {
 	return file_orch_v1_operator_proto_rawDescData
 }
 
-var file_orch_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_orch_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_orch_v1_operator_proto_goTypes = []any{
 	(*SchedulerServer)(nil),         // 0: orch.v1.SchedulerServer
 	(*RaftListPeersRequest)(nil),    // 1: orch.v1.RaftListPeersRequest
@@ -782,13 +1206,20 @@ var file_orch_v1_operator_proto_goTypes = []any{
 	(*BootstrapTokenRequest)(nil),   // 11: orch.v1.BootstrapTokenRequest
 	(*BootstrapTokenResponse)(nil),  // 12: orch.v1.BootstrapTokenResponse
 	(*APIToken)(nil),                // 13: orch.v1.APIToken
-	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
+	(*EnrollRequest)(nil),           // 14: orch.v1.EnrollRequest
+	(*EnrollResponse)(nil),          // 15: orch.v1.EnrollResponse
+	(*RenewCertificateRequest)(nil), // 16: orch.v1.RenewCertificateRequest
+	(*GetJoinTokensRequest)(nil),    // 17: orch.v1.GetJoinTokensRequest
+	(*RotateJoinTokenRequest)(nil),  // 18: orch.v1.RotateJoinTokenRequest
+	(*JoinTokens)(nil),              // 19: orch.v1.JoinTokens
+	(*ClusterPKI)(nil),              // 20: orch.v1.ClusterPKI
+	(*timestamppb.Timestamp)(nil),   // 21: google.protobuf.Timestamp
 }
 var file_orch_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: orch.v1.RaftListPeersResponse.servers:type_name -> orch.v1.SchedulerServer
 	0,  // 1: orch.v1.JoinRequest.server:type_name -> orch.v1.SchedulerServer
 	0,  // 2: orch.v1.JoinResponse.servers:type_name -> orch.v1.SchedulerServer
-	14, // 3: orch.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
+	21, // 3: orch.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 4: orch.v1.Operator.RaftListPeers:input_type -> orch.v1.RaftListPeersRequest
 	3,  // 5: orch.v1.Operator.RaftRemovePeer:input_type -> orch.v1.RaftRemovePeerRequest
 	5,  // 6: orch.v1.Operator.Join:input_type -> orch.v1.JoinRequest
@@ -796,15 +1227,23 @@ var file_orch_v1_operator_proto_depIdxs = []int32{
 	8,  // 8: orch.v1.Operator.SnapshotSave:input_type -> orch.v1.SnapshotSaveRequest
 	9,  // 9: orch.v1.Operator.SnapshotRestore:input_type -> orch.v1.SnapshotChunk
 	11, // 10: orch.v1.Operator.BootstrapToken:input_type -> orch.v1.BootstrapTokenRequest
-	2,  // 11: orch.v1.Operator.RaftListPeers:output_type -> orch.v1.RaftListPeersResponse
-	4,  // 12: orch.v1.Operator.RaftRemovePeer:output_type -> orch.v1.RaftRemovePeerResponse
-	6,  // 13: orch.v1.Operator.Join:output_type -> orch.v1.JoinResponse
-	0,  // 14: orch.v1.Operator.ServerInfo:output_type -> orch.v1.SchedulerServer
-	9,  // 15: orch.v1.Operator.SnapshotSave:output_type -> orch.v1.SnapshotChunk
-	10, // 16: orch.v1.Operator.SnapshotRestore:output_type -> orch.v1.SnapshotRestoreResponse
-	12, // 17: orch.v1.Operator.BootstrapToken:output_type -> orch.v1.BootstrapTokenResponse
-	11, // [11:18] is the sub-list for method output_type
-	4,  // [4:11] is the sub-list for method input_type
+	14, // 11: orch.v1.Operator.Enroll:input_type -> orch.v1.EnrollRequest
+	16, // 12: orch.v1.Operator.RenewCertificate:input_type -> orch.v1.RenewCertificateRequest
+	17, // 13: orch.v1.Operator.GetJoinTokens:input_type -> orch.v1.GetJoinTokensRequest
+	18, // 14: orch.v1.Operator.RotateJoinToken:input_type -> orch.v1.RotateJoinTokenRequest
+	2,  // 15: orch.v1.Operator.RaftListPeers:output_type -> orch.v1.RaftListPeersResponse
+	4,  // 16: orch.v1.Operator.RaftRemovePeer:output_type -> orch.v1.RaftRemovePeerResponse
+	6,  // 17: orch.v1.Operator.Join:output_type -> orch.v1.JoinResponse
+	0,  // 18: orch.v1.Operator.ServerInfo:output_type -> orch.v1.SchedulerServer
+	9,  // 19: orch.v1.Operator.SnapshotSave:output_type -> orch.v1.SnapshotChunk
+	10, // 20: orch.v1.Operator.SnapshotRestore:output_type -> orch.v1.SnapshotRestoreResponse
+	12, // 21: orch.v1.Operator.BootstrapToken:output_type -> orch.v1.BootstrapTokenResponse
+	15, // 22: orch.v1.Operator.Enroll:output_type -> orch.v1.EnrollResponse
+	15, // 23: orch.v1.Operator.RenewCertificate:output_type -> orch.v1.EnrollResponse
+	19, // 24: orch.v1.Operator.GetJoinTokens:output_type -> orch.v1.JoinTokens
+	19, // 25: orch.v1.Operator.RotateJoinToken:output_type -> orch.v1.JoinTokens
+	15, // [15:26] is the sub-list for method output_type
+	4,  // [4:15] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -821,7 +1260,7 @@ func file_orch_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orch_v1_operator_proto_rawDesc), len(file_orch_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

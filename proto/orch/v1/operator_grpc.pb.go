@@ -22,13 +22,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Operator_RaftListPeers_FullMethodName   = "/orch.v1.Operator/RaftListPeers"
-	Operator_RaftRemovePeer_FullMethodName  = "/orch.v1.Operator/RaftRemovePeer"
-	Operator_Join_FullMethodName            = "/orch.v1.Operator/Join"
-	Operator_ServerInfo_FullMethodName      = "/orch.v1.Operator/ServerInfo"
-	Operator_SnapshotSave_FullMethodName    = "/orch.v1.Operator/SnapshotSave"
-	Operator_SnapshotRestore_FullMethodName = "/orch.v1.Operator/SnapshotRestore"
-	Operator_BootstrapToken_FullMethodName  = "/orch.v1.Operator/BootstrapToken"
+	Operator_RaftListPeers_FullMethodName    = "/orch.v1.Operator/RaftListPeers"
+	Operator_RaftRemovePeer_FullMethodName   = "/orch.v1.Operator/RaftRemovePeer"
+	Operator_Join_FullMethodName             = "/orch.v1.Operator/Join"
+	Operator_ServerInfo_FullMethodName       = "/orch.v1.Operator/ServerInfo"
+	Operator_SnapshotSave_FullMethodName     = "/orch.v1.Operator/SnapshotSave"
+	Operator_SnapshotRestore_FullMethodName  = "/orch.v1.Operator/SnapshotRestore"
+	Operator_BootstrapToken_FullMethodName   = "/orch.v1.Operator/BootstrapToken"
+	Operator_Enroll_FullMethodName           = "/orch.v1.Operator/Enroll"
+	Operator_RenewCertificate_FullMethodName = "/orch.v1.Operator/RenewCertificate"
+	Operator_GetJoinTokens_FullMethodName    = "/orch.v1.Operator/GetJoinTokens"
+	Operator_RotateJoinToken_FullMethodName  = "/orch.v1.Operator/RotateJoinToken"
 )
 
 // OperatorClient is the client API for Operator service.
@@ -48,6 +52,19 @@ type OperatorClient interface {
 	// BootstrapToken creates the first management API token and returns its secret, once: a
 	// second call fails. (Nomad's `acl bootstrap`.)
 	BootstrapToken(ctx context.Context, in *BootstrapTokenRequest, opts ...grpc.CallOption) (*BootstrapTokenResponse, error)
+	// Enroll exchanges a join token and a certificate signing request for a certificate signed
+	// by the cluster CA (mutual TLS from then on). A worker token enrolls an agent: the
+	// scheduler chooses its host id, the certificate's common name. A manager token enrolls a
+	// scheduler with the id and addresses it asks for. Any scheduler answers; the caller
+	// verifies it with the CA digest of its token (pki.PinnedTLS).
+	Enroll(ctx context.Context, in *EnrollRequest, opts ...grpc.CallOption) (*EnrollResponse, error)
+	// RenewCertificate signs a new certificate for the caller's key with the identity of the
+	// certificate the caller presents on this connection.
+	RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*EnrollResponse, error)
+	// GetJoinTokens shows the current join tokens; RotateJoinToken replaces one or both (a
+	// replaced token no longer enrolls anything; enrolled nodes keep their certificates).
+	GetJoinTokens(ctx context.Context, in *GetJoinTokensRequest, opts ...grpc.CallOption) (*JoinTokens, error)
+	RotateJoinToken(ctx context.Context, in *RotateJoinTokenRequest, opts ...grpc.CallOption) (*JoinTokens, error)
 }
 
 type operatorClient struct {
@@ -140,6 +157,46 @@ func (c *operatorClient) BootstrapToken(ctx context.Context, in *BootstrapTokenR
 	return out, nil
 }
 
+func (c *operatorClient) Enroll(ctx context.Context, in *EnrollRequest, opts ...grpc.CallOption) (*EnrollResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnrollResponse)
+	err := c.cc.Invoke(ctx, Operator_Enroll_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorClient) RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*EnrollResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnrollResponse)
+	err := c.cc.Invoke(ctx, Operator_RenewCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorClient) GetJoinTokens(ctx context.Context, in *GetJoinTokensRequest, opts ...grpc.CallOption) (*JoinTokens, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinTokens)
+	err := c.cc.Invoke(ctx, Operator_GetJoinTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorClient) RotateJoinToken(ctx context.Context, in *RotateJoinTokenRequest, opts ...grpc.CallOption) (*JoinTokens, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinTokens)
+	err := c.cc.Invoke(ctx, Operator_RotateJoinToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServer is the server API for Operator service.
 // All implementations must embed UnimplementedOperatorServer
 // for forward compatibility.
@@ -157,6 +214,19 @@ type OperatorServer interface {
 	// BootstrapToken creates the first management API token and returns its secret, once: a
 	// second call fails. (Nomad's `acl bootstrap`.)
 	BootstrapToken(context.Context, *BootstrapTokenRequest) (*BootstrapTokenResponse, error)
+	// Enroll exchanges a join token and a certificate signing request for a certificate signed
+	// by the cluster CA (mutual TLS from then on). A worker token enrolls an agent: the
+	// scheduler chooses its host id, the certificate's common name. A manager token enrolls a
+	// scheduler with the id and addresses it asks for. Any scheduler answers; the caller
+	// verifies it with the CA digest of its token (pki.PinnedTLS).
+	Enroll(context.Context, *EnrollRequest) (*EnrollResponse, error)
+	// RenewCertificate signs a new certificate for the caller's key with the identity of the
+	// certificate the caller presents on this connection.
+	RenewCertificate(context.Context, *RenewCertificateRequest) (*EnrollResponse, error)
+	// GetJoinTokens shows the current join tokens; RotateJoinToken replaces one or both (a
+	// replaced token no longer enrolls anything; enrolled nodes keep their certificates).
+	GetJoinTokens(context.Context, *GetJoinTokensRequest) (*JoinTokens, error)
+	RotateJoinToken(context.Context, *RotateJoinTokenRequest) (*JoinTokens, error)
 	mustEmbedUnimplementedOperatorServer()
 }
 
@@ -187,6 +257,18 @@ func (UnimplementedOperatorServer) SnapshotRestore(grpc.ClientStreamingServer[Sn
 }
 func (UnimplementedOperatorServer) BootstrapToken(context.Context, *BootstrapTokenRequest) (*BootstrapTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BootstrapToken not implemented")
+}
+func (UnimplementedOperatorServer) Enroll(context.Context, *EnrollRequest) (*EnrollResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Enroll not implemented")
+}
+func (UnimplementedOperatorServer) RenewCertificate(context.Context, *RenewCertificateRequest) (*EnrollResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenewCertificate not implemented")
+}
+func (UnimplementedOperatorServer) GetJoinTokens(context.Context, *GetJoinTokensRequest) (*JoinTokens, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetJoinTokens not implemented")
+}
+func (UnimplementedOperatorServer) RotateJoinToken(context.Context, *RotateJoinTokenRequest) (*JoinTokens, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateJoinToken not implemented")
 }
 func (UnimplementedOperatorServer) mustEmbedUnimplementedOperatorServer() {}
 func (UnimplementedOperatorServer) testEmbeddedByValue()                  {}
@@ -317,6 +399,78 @@ func _Operator_BootstrapToken_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Operator_Enroll_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnrollRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).Enroll(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_Enroll_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).Enroll(ctx, req.(*EnrollRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Operator_RenewCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).RenewCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_RenewCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).RenewCertificate(ctx, req.(*RenewCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Operator_GetJoinTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetJoinTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).GetJoinTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_GetJoinTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).GetJoinTokens(ctx, req.(*GetJoinTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Operator_RotateJoinToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateJoinTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).RotateJoinToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_RotateJoinToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).RotateJoinToken(ctx, req.(*RotateJoinTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Operator_ServiceDesc is the grpc.ServiceDesc for Operator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -343,6 +497,22 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "BootstrapToken",
 			Handler:    _Operator_BootstrapToken_Handler,
+		},
+		{
+			MethodName: "Enroll",
+			Handler:    _Operator_Enroll_Handler,
+		},
+		{
+			MethodName: "RenewCertificate",
+			Handler:    _Operator_RenewCertificate_Handler,
+		},
+		{
+			MethodName: "GetJoinTokens",
+			Handler:    _Operator_GetJoinTokens_Handler,
+		},
+		{
+			MethodName: "RotateJoinToken",
+			Handler:    _Operator_RotateJoinToken_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

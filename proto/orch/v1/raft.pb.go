@@ -856,6 +856,104 @@ func (x *BootstrapTokenCommand) GetToken() *APIToken {
 	return nil
 }
 
+// InitPKICommand stores the cluster CA and join tokens; it changes nothing when they are set.
+type InitPKICommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pki           *ClusterPKI            `protobuf:"bytes,1,opt,name=pki,proto3" json:"pki,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InitPKICommand) Reset() {
+	*x = InitPKICommand{}
+	mi := &file_orch_v1_raft_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InitPKICommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InitPKICommand) ProtoMessage() {}
+
+func (x *InitPKICommand) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_raft_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InitPKICommand.ProtoReflect.Descriptor instead.
+func (*InitPKICommand) Descriptor() ([]byte, []int) {
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *InitPKICommand) GetPki() *ClusterPKI {
+	if x != nil {
+		return x.Pki
+	}
+	return nil
+}
+
+// RotateJoinTokenCommand replaces the join tokens that are not empty.
+type RotateJoinTokenCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerToken   string                 `protobuf:"bytes,1,opt,name=worker_token,json=workerToken,proto3" json:"worker_token,omitempty"`
+	ManagerToken  string                 `protobuf:"bytes,2,opt,name=manager_token,json=managerToken,proto3" json:"manager_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateJoinTokenCommand) Reset() {
+	*x = RotateJoinTokenCommand{}
+	mi := &file_orch_v1_raft_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateJoinTokenCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateJoinTokenCommand) ProtoMessage() {}
+
+func (x *RotateJoinTokenCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_raft_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateJoinTokenCommand.ProtoReflect.Descriptor instead.
+func (*RotateJoinTokenCommand) Descriptor() ([]byte, []int) {
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RotateJoinTokenCommand) GetWorkerToken() string {
+	if x != nil {
+		return x.WorkerToken
+	}
+	return ""
+}
+
+func (x *RotateJoinTokenCommand) GetManagerToken() string {
+	if x != nil {
+		return x.ManagerToken
+	}
+	return ""
+}
+
 var File_orch_v1_raft_proto protoreflect.FileDescriptor
 
 const file_orch_v1_raft_proto_rawDesc = "" +
@@ -907,7 +1005,12 @@ const file_orch_v1_raft_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12*\n" +
 	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"@\n" +
 	"\x15BootstrapTokenCommand\x12'\n" +
-	"\x05token\x18\x01 \x01(\v2\x11.orch.v1.APITokenR\x05tokenB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
+	"\x05token\x18\x01 \x01(\v2\x11.orch.v1.APITokenR\x05token\"7\n" +
+	"\x0eInitPKICommand\x12%\n" +
+	"\x03pki\x18\x01 \x01(\v2\x13.orch.v1.ClusterPKIR\x03pki\"`\n" +
+	"\x16RotateJoinTokenCommand\x12!\n" +
+	"\fworker_token\x18\x01 \x01(\tR\vworkerToken\x12#\n" +
+	"\rmanager_token\x18\x02 \x01(\tR\fmanagerTokenB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
 
 var (
 	file_orch_v1_raft_proto_rawDescOnce sync.Once
@@ -921,7 +1024,7 @@ func file_orch_v1_raft_proto_rawDescGZIP() []byte {
 	return file_orch_v1_raft_proto_rawDescData
 }
 
-var file_orch_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_orch_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_orch_v1_raft_proto_goTypes = []any{
 	(*CreateClusterCommand)(nil),            // 0: orch.v1.CreateClusterCommand
 	(*DeleteClusterCommand)(nil),            // 1: orch.v1.DeleteClusterCommand
@@ -939,37 +1042,41 @@ var file_orch_v1_raft_proto_goTypes = []any{
 	(*TagResourceCommand)(nil),              // 13: orch.v1.TagResourceCommand
 	(*TasksLostCommand)(nil),                // 14: orch.v1.TasksLostCommand
 	(*BootstrapTokenCommand)(nil),           // 15: orch.v1.BootstrapTokenCommand
-	(*Cluster)(nil),                         // 16: orch.v1.Cluster
-	(*timestamppb.Timestamp)(nil),           // 17: google.protobuf.Timestamp
-	(*TaskDefinition)(nil),                  // 18: orch.v1.TaskDefinition
-	(*Host)(nil),                            // 19: orch.v1.Host
-	(*Task)(nil),                            // 20: orch.v1.Task
-	(*TaskStatus)(nil),                      // 21: orch.v1.TaskStatus
-	(*TaskUsageReport_Entry)(nil),           // 22: orch.v1.TaskUsageReport.Entry
-	(*SchedulerServer)(nil),                 // 23: orch.v1.SchedulerServer
-	(*Tag)(nil),                             // 24: orch.v1.Tag
-	(*APIToken)(nil),                        // 25: orch.v1.APIToken
+	(*InitPKICommand)(nil),                  // 16: orch.v1.InitPKICommand
+	(*RotateJoinTokenCommand)(nil),          // 17: orch.v1.RotateJoinTokenCommand
+	(*Cluster)(nil),                         // 18: orch.v1.Cluster
+	(*timestamppb.Timestamp)(nil),           // 19: google.protobuf.Timestamp
+	(*TaskDefinition)(nil),                  // 20: orch.v1.TaskDefinition
+	(*Host)(nil),                            // 21: orch.v1.Host
+	(*Task)(nil),                            // 22: orch.v1.Task
+	(*TaskStatus)(nil),                      // 23: orch.v1.TaskStatus
+	(*TaskUsageReport_Entry)(nil),           // 24: orch.v1.TaskUsageReport.Entry
+	(*SchedulerServer)(nil),                 // 25: orch.v1.SchedulerServer
+	(*Tag)(nil),                             // 26: orch.v1.Tag
+	(*APIToken)(nil),                        // 27: orch.v1.APIToken
+	(*ClusterPKI)(nil),                      // 28: orch.v1.ClusterPKI
 }
 var file_orch_v1_raft_proto_depIdxs = []int32{
-	16, // 0: orch.v1.CreateClusterCommand.cluster:type_name -> orch.v1.Cluster
-	17, // 1: orch.v1.DeleteClusterCommand.at:type_name -> google.protobuf.Timestamp
-	18, // 2: orch.v1.RegisterTaskDefinitionCommand.task_definition:type_name -> orch.v1.TaskDefinition
-	17, // 3: orch.v1.DeregisterTaskDefinitionCommand.at:type_name -> google.protobuf.Timestamp
-	19, // 4: orch.v1.RegisterHostCommand.host:type_name -> orch.v1.Host
-	17, // 5: orch.v1.HostConnectionCommand.at:type_name -> google.protobuf.Timestamp
-	20, // 6: orch.v1.PlaceTasksCommand.tasks:type_name -> orch.v1.Task
-	17, // 7: orch.v1.StopTasksCommand.at:type_name -> google.protobuf.Timestamp
-	21, // 8: orch.v1.TaskStatusCommand.tasks:type_name -> orch.v1.TaskStatus
-	22, // 9: orch.v1.TaskUsageCommand.tasks:type_name -> orch.v1.TaskUsageReport.Entry
-	23, // 10: orch.v1.RegisterServerCommand.server:type_name -> orch.v1.SchedulerServer
-	24, // 11: orch.v1.TagResourceCommand.tags:type_name -> orch.v1.Tag
-	17, // 12: orch.v1.TasksLostCommand.at:type_name -> google.protobuf.Timestamp
-	25, // 13: orch.v1.BootstrapTokenCommand.token:type_name -> orch.v1.APIToken
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	18, // 0: orch.v1.CreateClusterCommand.cluster:type_name -> orch.v1.Cluster
+	19, // 1: orch.v1.DeleteClusterCommand.at:type_name -> google.protobuf.Timestamp
+	20, // 2: orch.v1.RegisterTaskDefinitionCommand.task_definition:type_name -> orch.v1.TaskDefinition
+	19, // 3: orch.v1.DeregisterTaskDefinitionCommand.at:type_name -> google.protobuf.Timestamp
+	21, // 4: orch.v1.RegisterHostCommand.host:type_name -> orch.v1.Host
+	19, // 5: orch.v1.HostConnectionCommand.at:type_name -> google.protobuf.Timestamp
+	22, // 6: orch.v1.PlaceTasksCommand.tasks:type_name -> orch.v1.Task
+	19, // 7: orch.v1.StopTasksCommand.at:type_name -> google.protobuf.Timestamp
+	23, // 8: orch.v1.TaskStatusCommand.tasks:type_name -> orch.v1.TaskStatus
+	24, // 9: orch.v1.TaskUsageCommand.tasks:type_name -> orch.v1.TaskUsageReport.Entry
+	25, // 10: orch.v1.RegisterServerCommand.server:type_name -> orch.v1.SchedulerServer
+	26, // 11: orch.v1.TagResourceCommand.tags:type_name -> orch.v1.Tag
+	19, // 12: orch.v1.TasksLostCommand.at:type_name -> google.protobuf.Timestamp
+	27, // 13: orch.v1.BootstrapTokenCommand.token:type_name -> orch.v1.APIToken
+	28, // 14: orch.v1.InitPKICommand.pki:type_name -> orch.v1.ClusterPKI
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_orch_v1_raft_proto_init() }
@@ -987,7 +1094,7 @@ func file_orch_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orch_v1_raft_proto_rawDesc), len(file_orch_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
