@@ -203,8 +203,8 @@ func publicKeyEqual(a, b crypto.PublicKey) bool {
 // Issue signs a certificate for the key in csrDER. The issuer decides the identity: CN is
 // nodeID, OU is role, O is the cluster name; the CSR's own subject and SANs are ignored (the
 // CSR only proves possession of the key). Schedulers get client and server authentication
-// plus the SANs (IP addresses or DNS names) and SchedulerServerName; agents get client
-// authentication only and no SANs. The certificate is backdated by a tenth of ttl (at most an
+// plus the SANs (IP addresses or DNS names) and SchedulerServerName; agents get both
+// usages too (they serve the node API) but no SANs: schedulers verify them by id (NodeTLS). The certificate is backdated by a tenth of ttl (at most an
 // hour) for clock skew and never outlives the CA. It returns the leaf certificate as PEM.
 func (c *CA) Issue(csrDER []byte, nodeID, role string, sans []string, ttl time.Duration, now time.Time) ([]byte, error) {
 	if nodeID == "" {
@@ -261,7 +261,9 @@ func (c *CA) Issue(csrDER []byte, nodeID, role string, sans []string, ttl time.D
 			}
 		}
 	case RoleAgent:
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		// Server authentication too: each agent serves the node API (logs) to the schedulers,
+		// which verify it by its id (NodeTLS), not by an address.
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	default:
 		return nil, fmt.Errorf("issue certificate for node %s: unknown role %q (want %q or %q)", nodeID, role, RoleScheduler, RoleAgent)
 	}

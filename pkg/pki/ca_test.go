@@ -135,9 +135,8 @@ func TestIssue(t *testing.T) {
 		},
 		{
 			name: "agent", nodeID: "node-7", role: RoleAgent, ttl: time.Hour,
-			sans:       []string{"10.0.0.9"}, // ignored: agents do not serve
-			wantUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			denyUsage:  x509.ExtKeyUsageServerAuth,
+			sans:       []string{"10.0.0.9"}, // ignored: agents are verified by id, not address
+			wantUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

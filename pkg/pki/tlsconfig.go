@@ -147,3 +147,56 @@ func PeerIdentity(state tls.ConnectionState) (nodeID, role string, ok bool) {
 	}
 	return CertIdentity(state.VerifiedChains[0][0])
 }
+
+// ServerTLSRequiring is ServerTLSWith for a listener only peers of role may use (an agent's
+// node API, which only schedulers call): the client must present a certificate that the CA
+// signed for that role.
+func ServerTLSRequiring(ca *x509.Certificate, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), role string) *tls.Config {
+	cfg := ServerTLSWith(ca, getCert)
+	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if _, got, ok := PeerIdentity(cs); !ok || got != role {
+			return fmt.Errorf("peer %q is not a %s", peerName(cs), role)
+		}
+		return nil
+	}
+	return cfg
+}
+
+// NodeTLS is the configuration for dialing one node by its id rather than its address (a
+// scheduler reaching an agent's node API): the server's certificate must chain to ca, be
+// issued for server authentication, and carry nodeID and role.
+func NodeTLS(ca *x509.Certificate, getCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error), nodeID, role string) *tls.Config {
+	return &tls.Config{
+		MinVersion:           tls.VersionTLS13,
+		GetClientCertificate: getCert,
+		InsecureSkipVerify:   true, // replaced by VerifyConnection: the name checked is the node id
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("node TLS: no certificate presented")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			chains, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+				Roots: caPool(ca), Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+			})
+			if err != nil {
+				return fmt.Errorf("node TLS: %w", err)
+			}
+			id, got, ok := CertIdentity(chains[0][0])
+			if !ok || got != role || id != nodeID {
+				return fmt.Errorf("node TLS: peer is %s %q, want %s %q", got, id, role, nodeID)
+			}
+			return nil
+		},
+	}
+}
+
+func peerName(cs tls.ConnectionState) string {
+	if len(cs.PeerCertificates) == 0 {
+		return "(no certificate)"
+	}
+	return cs.PeerCertificates[0].Subject.CommonName
+}
