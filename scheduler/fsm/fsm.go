@@ -39,6 +39,8 @@ const (
 	CmdTagResource              CommandType = 14
 	CmdTasksLost                CommandType = 15
 	CmdBootstrapToken           CommandType = 16
+	CmdInitPKI                  CommandType = 17
+	CmdRotateJoinToken          CommandType = 18
 
 	// IgnoreUnknownFlag marks a command that older servers may skip when they do not know it.
 	IgnoreUnknownFlag CommandType = 128
@@ -93,6 +95,8 @@ var appliers = map[CommandType]applyFn{
 	CmdTagResource:              applyTagResource,
 	CmdTasksLost:                applyTasksLost,
 	CmdBootstrapToken:           applyBootstrapToken,
+	CmdInitPKI:                  applyInitPKI,
+	CmdRotateJoinToken:          applyRotateJoinToken,
 }
 
 // Apply implements raft.FSM.

@@ -181,3 +181,11 @@ func (r *ReadTxn) Tokens(ws WatchSet) ([]*orchv1.APIToken, error) {
 
 // PutToken inserts or replaces an API token.
 func (w *WriteTxn) PutToken(t *orchv1.APIToken) error { return w.insert(TableTokens, t) }
+
+// PKI returns the cluster CA and join tokens, or nil before the cluster has them.
+func (r *ReadTxn) PKI(ws WatchSet) (*orchv1.ClusterPKI, error) {
+	return first[*orchv1.ClusterPKI](r, ws, TablePKI, "id", pkiKey)
+}
+
+// PutPKI replaces the cluster CA and join tokens.
+func (w *WriteTxn) PutPKI(p *orchv1.ClusterPKI) error { return w.insert(TablePKI, p) }

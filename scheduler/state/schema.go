@@ -24,6 +24,7 @@ const (
 	TableIndex     = "index"
 	TableServers   = "servers"
 	TableTokens    = "tokens"
+	TablePKI       = "pki" // one record: the cluster CA and join tokens
 )
 
 // keyIndex is a memdb indexer over a string computed from the object. An empty key leaves the
@@ -101,11 +102,17 @@ func schema() *memdb.DBSchema {
 			"id":     index("id", true, func(t *orchv1.APIToken) string { return t.GetAccessorId() }),
 			"secret": index("secret", true, func(t *orchv1.APIToken) string { return hex.EncodeToString(t.GetSecretHash()) }),
 		}},
+		TablePKI: {Name: TablePKI, Indexes: map[string]*memdb.IndexSchema{
+			"id": index("id", true, func(*orchv1.ClusterPKI) string { return pkiKey }),
+		}},
 		TableIndex: {Name: TableIndex, Indexes: map[string]*memdb.IndexSchema{
 			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Table"}},
 		}},
 	}}
 }
+
+// pkiKey is the key of the single ClusterPKI record.
+const pkiKey = "cluster"
 
 // taskDefKey orders revisions numerically within a family.
 func taskDefKey(family string, revision int32) string {

@@ -22,6 +22,7 @@ const (
 	recIndex    byte = 6
 	recServer   byte = 7
 	recToken    byte = 8
+	recPKI      byte = 9
 )
 
 // WriteSnapshot streams every table of this read transaction to w.
@@ -52,6 +53,7 @@ func (r *ReadTxn) WriteSnapshot(w io.Writer) error {
 	}{
 		{TableClusters, recCluster}, {TableHosts, recHost}, {TableInstances, recInstance},
 		{TableTaskDefs, recTaskDef}, {TableTasks, recTask}, {TableServers, recServer}, {TableTokens, recToken},
+		{TablePKI, recPKI},
 	}
 	for _, t := range tables {
 		it, err := r.txn.Get(t.table, "id")
@@ -119,6 +121,8 @@ func ReadSnapshot(rd io.Reader) (*Store, error) {
 			table, m = TableTasks, &orchv1.Task{}
 		case recToken:
 			table, m = TableTokens, &orchv1.APIToken{}
+		case recPKI:
+			table, m = TablePKI, &orchv1.ClusterPKI{}
 		case recServer:
 			table, m = TableServers, &orchv1.SchedulerServer{}
 		case recIndex:
