@@ -43,7 +43,7 @@ func (s *Server) GetLogs(req *orchv1.GetLogsRequest, stream orchv1.Orch_GetLogsS
 	if h == nil || h.GetAddress() == "" || s.dial == nil {
 		return status.Errorf(codes.Unavailable, "task %s: its host %s cannot be reached for logs", t.GetId(), t.GetHostId())
 	}
-	client, err := s.dial(stream.Context(), h.GetAddress())
+	client, err := s.dial(stream.Context(), h.GetId(), h.GetAddress())
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "host %s at %s: %v", h.GetId(), h.GetAddress(), err)
 	}

@@ -25,8 +25,8 @@ type Applier interface {
 	Apply(ctx context.Context, t fsm.CommandType, m proto.Message) (any, error)
 }
 
-// NodeDialer opens a connection to an agent's node API (for logs).
-type NodeDialer func(ctx context.Context, address string) (orchv1.NodeServiceClient, error)
+// NodeDialer opens a connection to the node API of agent hostID at address (for logs).
+type NodeDialer func(ctx context.Context, hostID, address string) (orchv1.NodeServiceClient, error)
 
 // Server implements orchv1.OrchServer.
 type Server struct {

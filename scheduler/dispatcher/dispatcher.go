@@ -86,6 +86,12 @@ func (d *Dispatcher) Register(ctx context.Context, req *orchv1.RegisterHostReque
 		return nil, status.Errorf(codes.InvalidArgument, "cpu %d and memory %d must be positive", req.GetCpu(), req.GetMemory())
 	}
 	id := req.GetHostId()
+	if cert, ok := HostID(ctx); ok {
+		if id != "" && id != cert {
+			return nil, status.Errorf(codes.PermissionDenied, "hostId %s: this agent's certificate is for host %s", id, cert)
+		}
+		id = cert
+	}
 	if id == "" {
 		var b [16]byte
 		if _, err := rand.Read(b[:]); err != nil {
@@ -107,6 +113,20 @@ func (d *Dispatcher) Register(ctx context.Context, req *orchv1.RegisterHostReque
 	return resp, nil
 }
 
+type hostIDKey struct{}
+
+// WithHostID says that the call comes from the agent of hostID (from its certificate): it may
+// register and hold a session only as that host.
+func WithHostID(ctx context.Context, hostID string) context.Context {
+	return context.WithValue(ctx, hostIDKey{}, hostID)
+}
+
+// HostID returns the host a call was authenticated as (WithHostID).
+func HostID(ctx context.Context) (string, bool) {
+	id, ok := ctx.Value(hostIDKey{}).(string)
+	return id, ok
+}
+
 // Session implements orchv1.AgentServiceServer.
 func (d *Dispatcher) Session(stream orchv1.AgentService_SessionServer) error {
 	ctx := stream.Context()
@@ -119,6 +139,9 @@ func (d *Dispatcher) Session(stream orchv1.AgentService_SessionServer) error {
 		return status.Error(codes.InvalidArgument, "the first session message must be a hello with the host id")
 	}
 	hostID := hello.GetHostId()
+	if cert, ok := HostID(ctx); ok && cert != hostID {
+		return status.Errorf(codes.PermissionDenied, "hostId %s: this agent's certificate is for host %s", hostID, cert)
+	}
 	h, err := d.store.Read().Host(nil, hostID)
 	if err != nil {
 		return toStatus(err)

@@ -1,10 +1,12 @@
 // Package raftnode wires hashicorp/raft for the scheduler: BoltDB log and stable store
 // (raft-boltdb/v2, fsync on every append, so an acknowledged write survives kill -9), file
-// snapshots, a TCP transport, bootstrap of a new cluster, and Apply of typed commands.
+// snapshots, a transport over mutual TLS (TLSStreamLayer), bootstrap of a new cluster, and
+// Apply of typed commands.
 package raftnode
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +37,9 @@ type Config struct {
 	Logger    *slog.Logger
 	// ApplyTimeout bounds how long Apply waits to enqueue a command; default 10s.
 	ApplyTimeout time.Duration
+	// ServerTLS and ClientTLS secure the Raft transport (required; see NewTLSStreamLayer):
+	// only schedulers of the cluster CA talk Raft.
+	ServerTLS, ClientTLS *tls.Config
 }
 
 // Node is a running Raft server.
@@ -76,13 +81,14 @@ func New(cfg Config, f *fsm.FSM) (*Node, error) {
 	// Pipelined replication is off (MaxRPCsInFlight 1): its response reader can deadlock with
 	// the replication loop (hashicorp/raft#612), which hung graceful shutdowns in the chaos
 	// suite and can silently stall replication to one follower.
-	transport, err := raft.NewTCPTransportWithConfig(cfg.BindAddr, adv, &raft.NetworkTransportConfig{
-		MaxPool: 3, Timeout: 10 * time.Second, MaxRPCsInFlight: 1, Logger: hclogger("raft-net"),
-	})
+	stream, err := NewTLSStreamLayer(cfg.BindAddr, adv, cfg.ServerTLS, cfg.ClientTLS, WithTLSStreamLogger(cfg.Logger))
 	if err != nil {
 		store.Close()
-		return nil, fmt.Errorf("raft transport on %s: %w", cfg.BindAddr, err)
+		return nil, err
 	}
+	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, MaxRPCsInFlight: 1, Logger: hclogger("raft-net"),
+	})
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.Logger = hclogger("raft")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"orch/pkg/arn"
+	"orch/pkg/pki"
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/fsm"
 	"orch/scheduler/state"
@@ -24,6 +25,14 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+var testCA = func() *pki.CA {
+	ca, err := pki.NewCA("raftnode-test", time.Now())
+	if err != nil {
+		panic(err)
+	}
+	return ca
+}()
+
 func start(t *testing.T, dir, addr string) (*Node, *state.Store) {
 	t.Helper()
 	st, err := state.New()
@@ -31,7 +40,9 @@ func start(t *testing.T, dir, addr string) (*Node, *state.Store) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := New(Config{ID: "s1", DataDir: dir, BindAddr: addr, Bootstrap: true, Logger: log}, fsm.New(st, arn.Default, log))
+	id := newTLSIdentity(t, testCA, "s1", pki.RoleScheduler)
+	n, err := New(Config{ID: "s1", DataDir: dir, BindAddr: addr, Bootstrap: true, Logger: log,
+		ServerTLS: id.server(t), ClientTLS: id.client(t)}, fsm.New(st, arn.Default, log))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,29 +7,88 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"orch/pkg/pki"
 	orchv1 "orch/proto/orch/v1"
+	"orch/scheduler/dispatcher"
 	"orch/scheduler/fsm"
 )
 
-// With Config.ACL, every client call (the Orch and Operator services) must carry an API token
-// ("authorization: Bearer <secret>") whose hash is in the replicated state, as Nomad's ACLs.
-// The first token comes from `orchctl operator bootstrap-token`, once. Not covered yet, and
-// left to the coming mutual TLS: the agent API, and the calls schedulers make of each other
-// to form a cluster (ServerInfo, Join).
-var authExempt = map[string]bool{
-	orchv1.Operator_ServerInfo_FullMethodName:     true,
-	orchv1.Operator_Join_FullMethodName:           true,
+// Who may call what. Every connection is TLS; nodes present certificates of the cluster CA
+// (identity.go), clients API tokens, as Nomad's ACLs:
+//   - the client API and the operator API: an API token ("authorization: Bearer <secret>")
+//     whose hash is in the replicated state; the first comes from `orchctl operator
+//     bootstrap-token`, once;
+//   - BootstrapToken (works once) and Enroll (the join token is the credential): anybody;
+//   - RenewCertificate: any node certificate; the new one has the same identity;
+//   - ServerInfo and Join: a scheduler certificate;
+//   - the agent API: an agent certificate, and the agent acts as the host its certificate
+//     names (dispatcher.WithHostID); a follower forwarding an agent's call passes that
+//     identity on in forwardedHostKey, which is believed from schedulers only.
+
+// forwardedHostKey carries an agent's host id on a call a follower forwards to the leader.
+const forwardedHostKey = "orch-host-id"
+
+var openMethods = map[string]bool{
+	orchv1.Operator_Enroll_FullMethodName:         true,
 	orchv1.Operator_BootstrapToken_FullMethodName: true,
 }
 
-func (s *Server) authorize(ctx context.Context, method string) error {
-	if !s.cfg.ACL || authExempt[method] || strings.HasPrefix(method, "/"+orchv1.AgentService_ServiceDesc.ServiceName+"/") {
-		return nil
+var schedulerMethods = map[string]bool{
+	orchv1.Operator_ServerInfo_FullMethodName: true,
+	orchv1.Operator_Join_FullMethodName:       true,
+}
+
+// caller is the node on the other end of a mutual TLS connection.
+type caller struct{ id, role string }
+
+type callerKey struct{}
+
+func callerFrom(ctx context.Context) (caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(caller)
+	return c, ok
+}
+
+// authenticate checks the caller's credentials for method and returns the context handlers
+// see (with the caller's identity).
+func (s *Server) authenticate(ctx context.Context, method string) (context.Context, error) {
+	var who caller
+	var node bool
+	if p, ok := peer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			who.id, who.role, node = pki.PeerIdentity(ti.State)
+		}
+	}
+	if node {
+		ctx = context.WithValue(ctx, callerKey{}, who)
+	}
+	switch {
+	case openMethods[method]:
+		return ctx, nil
+	case method == orchv1.Operator_RenewCertificate_FullMethodName:
+		if !node {
+			return nil, status.Error(codes.Unauthenticated, "renewing a certificate needs the current one (mutual TLS)")
+		}
+		return ctx, nil
+	case schedulerMethods[method]:
+		if !node || who.role != pki.RoleScheduler {
+			return nil, status.Errorf(codes.PermissionDenied, "%s is for schedulers of this cluster (a scheduler certificate is required)", method)
+		}
+		return ctx, nil
+	case strings.HasPrefix(method, "/"+orchv1.AgentService_ServiceDesc.ServiceName+"/"):
+		md, _ := metadata.FromIncomingContext(ctx)
+		switch fwd := md.Get(forwardedHostKey); {
+		case node && who.role == pki.RoleAgent:
+			return dispatcher.WithHostID(ctx, who.id), nil
+		case node && who.role == pki.RoleScheduler && len(fwd) == 1:
+			return dispatcher.WithHostID(ctx, fwd[0]), nil
+		}
+		return nil, status.Error(codes.PermissionDenied, "the agent API needs an agent certificate (start orch-agent with a worker join token)")
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	var secret string
@@ -39,28 +98,38 @@ func (s *Server) authorize(ctx context.Context, method string) error {
 		}
 	}
 	if secret == "" {
-		return status.Error(codes.Unauthenticated, "an API token is required (orchctl --token or ORCH_TOKEN)")
+		return nil, status.Error(codes.Unauthenticated, "an API token is required (orchctl --token, ORCH_TOKEN or `orchctl configure --token`; the first comes from `orchctl operator bootstrap-token`)")
 	}
 	tok, err := s.store.Read().TokenBySecretHash(pki.HashToken(secret))
 	if err != nil || tok == nil {
-		return status.Error(codes.PermissionDenied, "the API token is not valid")
+		return nil, status.Error(codes.PermissionDenied, "the API token is not valid")
 	}
-	return nil
+	return ctx, nil
 }
 
 func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := s.authorize(ctx, info.FullMethod); err != nil {
+	ctx, err := s.authenticate(ctx, info.FullMethod)
+	if err != nil {
 		return nil, err
 	}
 	return handler(ctx, req)
 }
 
 func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := s.authorize(ss.Context(), info.FullMethod); err != nil {
+	ctx, err := s.authenticate(ss.Context(), info.FullMethod)
+	if err != nil {
 		return err
 	}
-	return handler(srv, ss)
+	return handler(srv, &streamWithContext{ServerStream: ss, ctx: ctx})
 }
+
+// streamWithContext is a server stream whose handler sees ctx.
+type streamWithContext struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *streamWithContext) Context() context.Context { return s.ctx }
 
 // BootstrapToken implements orchv1.OperatorServer: the first management token, once.
 func (o *operator) BootstrapToken(ctx context.Context, _ *orchv1.BootstrapTokenRequest) (*orchv1.BootstrapTokenResponse, error) {

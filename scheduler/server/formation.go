@@ -12,9 +12,10 @@ import (
 
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/fsm"
+	"orch/scheduler/state"
 )
 
-// How a control plane forms:
+// How a control plane forms (certificates first, see identity.go):
 //   - one server, --bootstrap: it bootstraps itself (the default, and --dev);
 //   - --bootstrap-expect N --join a,b: each server asks the --join addresses who they are until
 //     it knows N servers (itself included), then all bootstrap the same N-voter configuration,
@@ -109,15 +110,20 @@ func (s *Server) joinLoop(ctx context.Context) {
 	}
 }
 
-// registerSelf keeps this server's record in the state current: the leader writes it, a
-// follower asks the leader through Join (which also makes sure it is a voter).
+// registerSelf keeps this server's record in the state current, also after a restore
+// replaced the table: the leader writes it, a follower asks the leader through Join (which
+// also makes sure it is a voter).
 func (s *Server) registerSelf(ctx context.Context) {
 	self := (&operator{s: s}).self()
 	for {
-		rec, _ := s.store.Read().Server(nil, self.GetId())
+		ws := state.NewWatchSet()
+		rec, _ := s.store.Read().Server(ws, self.GetId())
 		if rec != nil && rec.GetGrpcAddress() == self.GetGrpcAddress() && rec.GetRaftAddress() == self.GetRaftAddress() &&
 			rec.GetHttpAddress() == self.GetHttpAddress() {
-			return
+			if ws.WatchCtx(ctx) != nil {
+				return
+			}
+			continue
 		}
 		var err error
 		if s.raft.IsLeader() {

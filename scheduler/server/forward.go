@@ -7,7 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -16,6 +16,7 @@ import (
 
 	"orch/pkg/client"
 	orchv1 "orch/proto/orch/v1"
+	"orch/scheduler/dispatcher"
 )
 
 // Any scheduler answers any request: reads are served from the local state; writes (and reads
@@ -38,6 +39,7 @@ var leaderMethods = map[string]bool{
 	orchv1.Operator_RaftRemovePeer_FullMethodName:       true,
 	orchv1.Operator_Join_FullMethodName:                 true,
 	orchv1.Operator_BootstrapToken_FullMethodName:       true,
+	orchv1.Operator_RotateJoinToken_FullMethodName:      true,
 }
 
 // consistentRequest is a read that asks to be served by the leader.
@@ -85,6 +87,9 @@ func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServ
 // with the caller's credentials and consistency request.
 func (s *Server) forwardCtx(ctx context.Context) context.Context {
 	octx := metadata.AppendToOutgoingContext(ctx, forwardedKey, s.cfg.NodeID)
+	if host, ok := dispatcher.HostID(ctx); ok {
+		octx = metadata.AppendToOutgoingContext(octx, forwardedHostKey, host)
+	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	for _, k := range []string{"authorization", client.ConsistentHeader} {
 		for _, v := range md.Get(k) {
@@ -140,17 +145,22 @@ func (s *Server) leaderConn() (*grpc.ClientConn, error) {
 	return s.conn(addr)
 }
 
-// conn returns a cached client connection to another scheduler or an agent.
+// conn returns a cached client connection to another scheduler.
 func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
+	return s.cachedConn(addr, addr, s.peerCreds)
+}
+
+// cachedConn returns the connection kept under key, dialing addr with creds the first time.
+func (s *Server) cachedConn(key, addr string, creds func() credentials.TransportCredentials) (*grpc.ClientConn, error) {
 	s.connMu.Lock()
 	defer s.connMu.Unlock()
-	if c, ok := s.conns[addr]; ok {
+	if c, ok := s.conns[key]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds()))
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "dial %s: %v", addr, err)
 	}
-	s.conns[addr] = c
+	s.conns[key] = c
 	return c, nil
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"orch/pkg/pki"
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/fsm"
 	"orch/scheduler/rpcerr"
@@ -205,9 +206,17 @@ func (o *operator) SnapshotRestore(stream orchv1.Operator_SnapshotRestoreServer)
 	if !o.s.raft.IsLeader() {
 		return o.forwardRestore(stream, tmp)
 	}
-	body, err := checkSnapshot(tmp)
+	body, snap, err := checkSnapshot(tmp)
 	if err != nil {
 		return err
+	}
+	ca, err := snapshotCA(snap)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if !ca.Cert.Equal(o.s.id.ca) {
+		return status.Errorf(codes.FailedPrecondition, "snapshot: it is of another cluster (CA %s; this cluster's is %s): restore it onto a blank machine with `orch-scheduler --restore FILE`",
+			pki.CADigest(ca.Cert), pki.CADigest(o.s.id.ca))
 	}
 	fi, err := tmp.Stat()
 	if err != nil {
@@ -222,22 +231,24 @@ func (o *operator) SnapshotRestore(stream orchv1.Operator_SnapshotRestoreServer)
 	return stream.SendAndClose(&orchv1.SnapshotRestoreResponse{Index: idx})
 }
 
-// checkSnapshot verifies the header and that the body decodes, and returns the body.
-func checkSnapshot(f *os.File) (io.Reader, error) {
+// checkSnapshot verifies the header and that the body decodes, and returns the body and
+// what it decodes to.
+func checkSnapshot(f *os.File) (io.Reader, *state.Store, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, status.Errorf(codes.Internal, "restore: %v", err)
+		return nil, nil, status.Errorf(codes.Internal, "restore: %v", err)
 	}
 	head := make([]byte, len(snapshotMagic))
 	if _, err := io.ReadFull(f, head); err != nil || string(head) != snapshotMagic {
-		return nil, status.Error(codes.InvalidArgument, "snapshot: not an orch snapshot (bad header)")
+		return nil, nil, status.Error(codes.InvalidArgument, "snapshot: not an orch snapshot (bad header; sealed snapshots are opened by orchctl)")
 	}
-	if _, err := state.ReadSnapshot(f); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "snapshot: %v", err)
+	st, err := state.ReadSnapshot(f)
+	if err != nil {
+		return nil, nil, status.Errorf(codes.InvalidArgument, "snapshot: %v", err)
 	}
 	if _, err := f.Seek(int64(len(snapshotMagic)), io.SeekStart); err != nil {
-		return nil, status.Errorf(codes.Internal, "restore: %v", err)
+		return nil, nil, status.Errorf(codes.Internal, "restore: %v", err)
 	}
-	return f, nil
+	return f, st, nil
 }
 
 func (o *operator) forwardRestore(stream orchv1.Operator_SnapshotRestoreServer, f *os.File) error {

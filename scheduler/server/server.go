@@ -25,12 +25,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"orch/pkg/arn"
 	"orch/pkg/lifecycle"
+	"orch/pkg/pki"
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/api"
 	"orch/scheduler/controllers"
@@ -56,8 +58,18 @@ type Config struct {
 	// AdvertiseGRPC is the API address other schedulers and clients reach this one at;
 	// default the listen address.
 	AdvertiseGRPC string
-	// ACL requires an API token on every client call (see auth.go).
-	ACL bool
+	// CACertFile and CAKeyFile are the cluster CA a new --bootstrap-expect cluster forms with
+	// (every server is given the same pair). A single --bootstrap server creates its own.
+	CACertFile, CAKeyFile string
+	// JoinToken is the manager join token a new server enrolls with (with Join).
+	JoinToken string
+	// CertTTL is the lifetime of the node certificates this scheduler issues; default
+	// DefaultCertTTL.
+	CertTTL time.Duration
+	// Restore is a plain snapshot (as `orchctl operator snapshot save` streams it, before
+	// sealing) to start from: the data dir must be empty; the server becomes a one-server
+	// cluster with the snapshot's whole state and CA.
+	Restore []byte
 	// AdvertiseRaft is the Raft address other schedulers reach this one at; default RaftAddr.
 	AdvertiseRaft string
 	ARNs          arn.Builder
@@ -91,6 +103,9 @@ type Server struct {
 	leaderReady atomic.Bool
 	stopLoop    context.CancelFunc
 	wg          sync.WaitGroup
+	id          *identity
+	// restore is the snapshot to install once this new server leads (Config.Restore).
+	restore []byte
 
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn
@@ -116,6 +131,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.GCInterval == 0 {
 		cfg.GCInterval = time.Minute
 	}
+	if cfg.CertTTL == 0 {
+		cfg.CertTTL = DefaultCertTTL
+	}
 	if cfg.ARNs == (arn.Builder{}) {
 		cfg.ARNs = arn.Default
 	}
@@ -139,10 +157,22 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.store = store
+	var restoreCA *pki.CA
+	if len(cfg.Restore) > 0 {
+		if restoreCA, err = s.prepareRestore(cfg.Restore); err != nil {
+			return nil, err
+		}
+		s.cfg.Bootstrap, s.cfg.BootstrapExpect, s.cfg.Join = true, 0, nil
+	}
+	if err := s.setupIdentity(context.Background(), restoreCA); err != nil {
+		return nil, err
+	}
 	f := fsm.New(store, cfg.ARNs, cfg.Logger)
 	s.raft, err = raftnode.New(raftnode.Config{
 		ID: cfg.NodeID, DataDir: cfg.DataDir, BindAddr: cfg.RaftAddr, Advertise: cfg.AdvertiseRaft, Logger: cfg.Logger,
-		Bootstrap: cfg.Bootstrap && cfg.BootstrapExpect <= 1 && len(cfg.Join) == 0,
+		Bootstrap: s.cfg.Bootstrap && s.cfg.BootstrapExpect <= 1 && len(s.cfg.Join) == 0,
+		ServerTLS: pki.ServerTLSWith(s.id.ca, s.id.renewer.GetCertificate),
+		ClientTLS: pki.ClientTLSWith(s.id.ca, s.id.renewer.GetClientCertificate, ""),
 	}, f)
 	if err != nil {
 		return nil, err
@@ -157,6 +187,7 @@ func New(cfg Config) (*Server, error) {
 		s.cfg.AdvertiseGRPC = s.grpcLis.Addr().String()
 	}
 	s.grpc = grpc.NewServer(
+		grpc.Creds(s.serverCreds()),
 		grpc.ChainUnaryInterceptor(newGRPCMetrics(cfg.Registry).unary, s.authUnary, s.forwardUnary),
 		grpc.ChainStreamInterceptor(s.authStream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
@@ -194,9 +225,11 @@ func New(cfg Config) (*Server, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopLoop = cancel
-	s.wg.Add(2)
+	s.wg.Add(4)
 	go s.leaderLoop(ctx)
 	go s.form(ctx)
+	go func() { defer s.wg.Done(); s.id.renewer.Run(ctx) }()
+	go func() { defer s.wg.Done(); s.forgetBootCA(ctx) }()
 	return s, nil
 }
 
@@ -306,6 +339,15 @@ func (s *Server) establishLeadership(ctx context.Context) {
 		s.log.Warn("barrier after election", "err", err)
 		return
 	}
+	if s.restore != nil {
+		if err := s.installRestore(); err != nil {
+			s.log.Error("restoring the snapshot", "err", err)
+			return
+		}
+	}
+	if err := s.initPKI(ctx); err != nil {
+		s.log.Error("cluster CA", "err", err)
+	}
 	s.leaderReady.Store(true)
 	c, err := s.store.Read().Cluster(nil, "default")
 	if err != nil || c != nil {
@@ -318,8 +360,9 @@ func (s *Server) establishLeadership(ctx context.Context) {
 	}
 }
 
-func (s *Server) dialNode(ctx context.Context, address string) (orchv1.NodeServiceClient, error) {
-	c, err := s.conn(address)
+// dialNode reaches the node API of agent hostID at address, verifying it by its id.
+func (s *Server) dialNode(ctx context.Context, hostID, address string) (orchv1.NodeServiceClient, error) {
+	c, err := s.cachedConn("node:"+hostID+"@"+address, address, func() credentials.TransportCredentials { return s.nodeCreds(hostID) })
 	if err != nil {
 		return nil, err
 	}

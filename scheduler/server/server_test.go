@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,11 +15,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"orch/pkg/client"
+	"orch/pkg/pki"
 
 	orchv1 "orch/proto/orch/v1"
 )
@@ -37,6 +39,29 @@ type testCluster struct {
 	t       *testing.T
 	servers []*Server
 	cfgs    []Config
+	token   string // management API token, after bootstrapToken
+}
+
+// writeCA creates a cluster CA and writes it as `orchctl operator ca create` does.
+func writeCA(t *testing.T) (certFile, keyFile string, ca *pki.CA) {
+	t.Helper()
+	ca, err := pki.NewCA("test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	both, err := ca.MarshalPlain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	if err := os.WriteFile(certFile, ca.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, bytes.TrimPrefix(both, ca.CertPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, ca
 }
 
 // newCluster starts n schedulers in this process that form one cluster with --bootstrap-expect.
@@ -44,10 +69,12 @@ func newCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
 	tc := &testCluster{t: t}
 	var join []string
+	caCert, caKey, _ := writeCA(t)
 	for i := 0; i < n; i++ {
 		cfg := Config{
 			DataDir: filepath.Join(t.TempDir(), fmt.Sprint("s", i)), NodeID: fmt.Sprint("s", i),
 			GRPCAddr: freePort(t), HTTPAddr: "off", RaftAddr: freePort(t), BootstrapExpect: n,
+			CACertFile: caCert, CAKeyFile: caKey,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		}
 		join = append(join, cfg.GRPCAddr)
@@ -89,15 +116,49 @@ func (tc *testCluster) leader() int {
 	return -1
 }
 
+// client connects to server i as orchctl does: TLS verified against the cluster CA, and the
+// cluster's management token (bootstrapped on first use) on every call.
 func (tc *testCluster) client(i int) (orchv1.OrchClient, orchv1.OperatorClient) {
 	tc.t.Helper()
-	conn, err := grpc.NewClient(tc.servers[i].GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if tc.token == "" {
+		_, op := tc.anonymous(i)
+		retry(tc.t, func() error {
+			r, err := op.BootstrapToken(context.Background(), &orchv1.BootstrapTokenRequest{})
+			tc.token = r.GetSecretId()
+			return err
+		})
+	}
+	return tc.dial(i, grpc.WithPerRPCCredentials(bearer(tc.token)))
+}
+
+// anonymous connects to server i over TLS without a token.
+func (tc *testCluster) anonymous(i int) (orchv1.OrchClient, orchv1.OperatorClient) {
+	tc.t.Helper()
+	return tc.dial(i)
+}
+
+func (tc *testCluster) dial(i int, opts ...grpc.DialOption) (orchv1.OrchClient, orchv1.OperatorClient) {
+	tc.t.Helper()
+	ca, err := pki.ParseCertificatePEM(tc.servers[i].CACertificate())
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	creds := credentials.NewTLS(pki.ClientTLSWith(ca, nil, ""))
+	conn, err := grpc.NewClient(tc.servers[i].GRPCAddr(), append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts...)...)
 	if err != nil {
 		tc.t.Fatal(err)
 	}
 	tc.t.Cleanup(func() { conn.Close() })
 	return orchv1.NewOrchClient(conn), orchv1.NewOperatorClient(conn)
 }
+
+// bearer is an API token as per-RPC credentials.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (bearer) RequireTransportSecurity() bool { return true }
 
 // retry calls fn until it succeeds: right after an election a write may find no leader yet.
 func retry(t *testing.T, fn func() error) {
@@ -240,7 +301,7 @@ func TestThreeServers(t *testing.T) {
 func TestAPITokens(t *testing.T) {
 	cfg := Config{
 		DataDir: t.TempDir(), NodeID: "s1", GRPCAddr: freePort(t), HTTPAddr: "off", RaftAddr: freePort(t),
-		Bootstrap: true, ACL: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Bootstrap: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	s, err := New(cfg)
 	if err != nil {
@@ -252,7 +313,7 @@ func TestAPITokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	tc := &testCluster{t: t, servers: []*Server{s}}
-	api, op := tc.client(0)
+	api, op := tc.anonymous(0)
 	if _, err := api.ListClusters(ctx, &orchv1.ListClustersRequest{}); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("without a token: %v, want Unauthenticated", err)
 	}
