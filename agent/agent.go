@@ -30,15 +30,19 @@ import (
 	"orch/agent/state"
 	"orch/agent/taskrunner"
 	"orch/pkg/lifecycle"
+	"orch/pkg/pki"
 	orchv1 "orch/proto/orch/v1"
 )
 
 // Version of the agent.
 const Version = "0.1.0"
 
-// Config of an agent.
+// Config of an agent. An agent without an identity in DataDir/tls enrolls with JoinToken on
+// its first Run: the scheduler picks its host id (the certificate's common name); from then on
+// it uses and renews that certificate, and JoinToken is ignored.
 type Config struct {
 	Endpoints          []string // schedulers' gRPC addresses
+	JoinToken          string   // worker join token (ORCH1-W-...): only until DataDir/tls holds an identity
 	Clusters           []string // cluster names, or "*" for every cluster
 	DataDir            string   // checkpoint, task files, logs
 	ContainerdAddress  string
@@ -75,8 +79,13 @@ type Agent struct {
 
 	ctx context.Context // Run's context: runners live as long as it
 
+	joinToken pki.JoinToken // parsed cfg.JoinToken, when the agent must enroll
+	stopRenew context.CancelFunc
+	renewWG   sync.WaitGroup
+
 	mu       sync.Mutex
 	hostID   string
+	id       *identity // nil until enrolled
 	tasks    map[string]*entry
 	ready    chan struct{}
 	saveCh   chan struct{}
@@ -133,18 +142,13 @@ func New(cfg Config) (*Agent, error) {
 		}
 		cfg.Memory = mem
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, tasks: map[string]*entry{}, ready: make(chan struct{}, 1), saveCh: make(chan struct{}, 1), lastCPU: map[string]cpuSample{}}
-	var err error
-	if a.db, err = state.Open(filepath.Join(cfg.DataDir, "agent.db")); err != nil {
-		return nil, err
-	}
-	if a.hostID, err = a.db.HostID(); err != nil {
-		a.db.Close()
+	a, err := open(cfg)
+	if err != nil {
 		return nil, err
 	}
 	a.rt, err = ctrd.New(cfg.ContainerdAddress, ctrd.WithNamespace(cfg.Namespace), ctrd.WithInsecureRegistries(cfg.InsecureRegistries...))
 	if err != nil {
-		a.db.Close()
+		a.Close()
 		return nil, fmt.Errorf("containerd at %s: %w", cfg.ContainerdAddress, err)
 	}
 	netOpts := []eni.Opt{eni.WithLogger(cfg.Logger)}
@@ -155,8 +159,7 @@ func New(cfg Config) (*Agent, error) {
 		netOpts = append(netOpts, eni.WithHostNetNS(cfg.HostNetNS))
 	}
 	if a.net, err = eni.New(netOpts...); err != nil {
-		a.rt.Close()
-		a.db.Close()
+		a.Close()
 		return nil, err
 	}
 	a.tnet = newBridges(a.net)
@@ -174,8 +177,6 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.AdvertiseAddr == "" {
 		a.cfg.AdvertiseAddr = a.lis.Addr().String()
 	}
-	a.grpc = grpc.NewServer()
-	orchv1.RegisterNodeServiceServer(a.grpc, &nodeService{a: a})
 	if cfg.MetricsAddr != "" && gatherer != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
@@ -192,10 +193,42 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
+// open is the part of New that needs no system resources: the checkpoint and the identity
+// (loaded, or the join token checked).
+func open(cfg Config) (*Agent, error) {
+	a := &Agent{cfg: cfg, log: cfg.Logger, tasks: map[string]*entry{}, ready: make(chan struct{}, 1), saveCh: make(chan struct{}, 1), lastCPU: map[string]cpuSample{}}
+	var err error
+	if a.db, err = state.Open(filepath.Join(cfg.DataDir, "agent.db")); err != nil {
+		return nil, err
+	}
+	if a.hostID, err = a.db.HostID(); err != nil {
+		a.db.Close()
+		return nil, err
+	}
+	if err := a.prepareIdentity(); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
 // Close releases what New opened. Tasks keep running.
 func (a *Agent) Close() error {
-	if a.grpc != nil {
-		a.grpc.Stop()
+	a.mu.Lock()
+	srv := a.grpc
+	a.mu.Unlock()
+	if srv != nil {
+		srv.Stop()
+	}
+	if a.lis != nil {
+		a.lis.Close()
+	}
+	a.mu.Lock()
+	stopRenew := a.stopRenew
+	a.mu.Unlock()
+	if stopRenew != nil {
+		stopRenew()
+		a.renewWG.Wait()
 	}
 	if a.httpS != nil {
 		a.httpS.Close()
@@ -213,20 +246,40 @@ func (a *Agent) Close() error {
 // ends. Running tasks are left running when it returns.
 func (a *Agent) Run(ctx context.Context) error {
 	a.ctx = ctx
-	go a.grpc.Serve(a.lis)
+	if err := a.ensureIdentity(ctx); err != nil {
+		return err
+	}
+	srv := a.newNodeServer()
+	a.mu.Lock()
+	a.grpc = srv
+	a.mu.Unlock()
+	go srv.Serve(a.lis)
 	if err := a.recover(ctx); err != nil {
 		return err
 	}
 	go a.gcLoop(ctx)
 	saved := make(chan struct{})
 	go func() { defer close(saved); a.saveLoop(ctx) }()
-	err := session.Run(ctx, session.Config{
-		Endpoints: a.cfg.Endpoints, Handler: a, Log: a.log, HeartbeatInterval: a.cfg.HeartbeatInterval,
-	})
+	err := session.Run(ctx, a.sessionConfig())
 	a.runnerWG.Wait()
 	<-saved
 	a.save() // what the runners reported before they returned
 	return err
+}
+
+// newNodeServer is the node API (logs), which only the cluster's schedulers may call.
+func (a *Agent) newNodeServer() *grpc.Server {
+	srv := grpc.NewServer(grpc.Creds(a.identity().serverCreds()))
+	orchv1.RegisterNodeServiceServer(srv, &nodeService{a: a})
+	return srv
+}
+
+// sessionConfig is the scheduler session over mutual TLS with the agent's certificate.
+func (a *Agent) sessionConfig() session.Config {
+	return session.Config{
+		Endpoints: a.cfg.Endpoints, Handler: a, Log: a.log, HeartbeatInterval: a.cfg.HeartbeatInterval,
+		Credentials: a.identity().clientCreds(),
+	}
 }
 
 // recover restarts runners for checkpointed tasks (they adopt what containerd runs) and removes
@@ -382,18 +435,15 @@ func (a *Agent) Registration() *orchv1.RegisterHostRequest {
 	}
 }
 
-// Registered implements session.Handler.
+// Registered implements session.Handler. The host id is the certificate's common name,
+// fixed at enrollment: a scheduler that registers this host under another id is refused.
 func (a *Agent) Registered(resp *orchv1.RegisterHostResponse) error {
 	id := resp.GetHost().GetId()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if id == a.hostID {
-		return nil
+	if id != a.hostID {
+		return fmt.Errorf("scheduler registered this host as %q, but its certificate is for host %q", id, a.hostID)
 	}
-	if err := a.db.SetHostID(id); err != nil {
-		return err
-	}
-	a.hostID = id
 	return nil
 }
 

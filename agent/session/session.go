@@ -1,8 +1,9 @@
 // Package session keeps the agent's connection to the schedulers: register, open the session
 // stream with a hello, apply the assignments it receives, send heartbeats, and send every task
-// status the agent has not delivered yet. It reconnects with backoff, trying each scheduler
-// address in turn; after a reconnect it replays all current statuses (the FSM ignores what it
-// already has, since status only moves forward).
+// status the agent has not delivered yet. Every connection is mutual TLS (Config.Credentials):
+// the schedulers know the agent by its certificate. It reconnects with backoff, trying each
+// scheduler address in turn; after a reconnect it replays all current statuses (the FSM ignores
+// what it already has, since status only moves forward).
 package session
 
 import (
@@ -14,7 +15,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -44,6 +45,7 @@ type Handler interface {
 type Config struct {
 	Endpoints         []string
 	Handler           Handler
+	Credentials       credentials.TransportCredentials // required: mutual TLS with the agent's certificate
 	Log               *slog.Logger
 	HeartbeatInterval time.Duration // default 5s
 	UsageInterval     time.Duration // default 10s
@@ -54,6 +56,9 @@ type Config struct {
 func Run(ctx context.Context, cfg Config) error {
 	if len(cfg.Endpoints) == 0 {
 		return errors.New("session: no scheduler endpoints")
+	}
+	if cfg.Credentials == nil {
+		return errors.New("session: no transport credentials (the agent's mutual TLS identity)")
 	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 5 * time.Second
@@ -85,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 func once(ctx context.Context, cfg Config, endpoint string) error {
 	opts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(cfg.Credentials),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
 	}, cfg.DialOptions...)
 	conn, err := grpc.NewClient(endpoint, opts...)

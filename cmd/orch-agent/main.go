@@ -26,6 +26,29 @@ func main() {
 	}
 }
 
+// envJoinToken is read when neither --join-token nor --join-token-file is given.
+const envJoinToken = "ORCH_JOIN_TOKEN"
+
+// resolveJoinToken picks the join token: --join-token, else --join-token-file, else
+// $ORCH_JOIN_TOKEN. An agent that has enrolled already needs none, so then a token file that
+// is gone (deleted after the first start, as it should be) is no error.
+func resolveJoinToken(dataDir, flagValue, file string) (string, error) {
+	if flagValue != "" {
+		return strings.TrimSpace(flagValue), nil
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			if agent.Enrolled(dataDir) {
+				return "", nil
+			}
+			return "", fmt.Errorf("--join-token-file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return strings.TrimSpace(os.Getenv(envJoinToken)), nil
+}
+
 func run() error {
 	var (
 		dataDir    = flag.String("data-dir", "/var/lib/orch-agent", "checkpoint, task files and container logs")
@@ -40,6 +63,8 @@ func run() error {
 		cpu        = flag.Int("cpu", 0, "CPU units to offer (default 1024 per core)")
 		memory     = flag.Int("memory", 0, "memory MiB to offer (default all)")
 		logLevel   = flag.String("log-level", "info", "debug, info, warn or error")
+		joinToken  = flag.String("join-token", "", "worker join token ORCH1-W-... (orchctl operator join-token worker prints it); needed on the first start only, to enroll; without it and --join-token-file, $"+envJoinToken)
+		tokenFile  = flag.String("join-token-file", "", "file holding the worker join token; needed on the first start only (--join-token wins over it)")
 		schedulers cmdutil.ListFlag
 		clusters   cmdutil.ListFlag
 		attrs      cmdutil.ListFlag
@@ -65,10 +90,14 @@ func run() error {
 		}
 		attributes[k] = v
 	}
+	token, err := resolveJoinToken(*dataDir, *joinToken, *tokenFile)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	a, err := agent.New(agent.Config{
-		Endpoints: schedulers, Clusters: clusters, DataDir: *dataDir, ContainerdAddress: *containerd, Namespace: *namespace,
+		Endpoints: schedulers, JoinToken: token, Clusters: clusters, DataDir: *dataDir, ContainerdAddress: *containerd, Namespace: *namespace,
 		NetNSDir: *netnsDir, HostNetNS: *hostNetNS, ListenAddr: *listen, AdvertiseAddr: *advertise, MetricsAddr: *metrics,
 		Hostname: *hostname, Attributes: attributes, InsecureRegistries: insecure, CPU: *cpu, Memory: *memory, Logger: log,
 	})

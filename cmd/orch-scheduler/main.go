@@ -5,11 +5,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +21,7 @@ import (
 	"orch/agent/logs"
 	"orch/internal/cmdutil"
 	"orch/pkg/arn"
+	"orch/pkg/pki"
 	"orch/scheduler/controllers"
 	"orch/scheduler/server"
 )
@@ -45,7 +48,12 @@ func run() error {
 		expect     = flag.Int("bootstrap-expect", 0, "form a new cluster of this many voters, found through --join (3 or 5)")
 		advGRPC    = flag.String("advertise-grpc", "", "API address other schedulers and clients reach this one at (default --grpc-addr)")
 		advRaft    = flag.String("advertise-raft", "", "Raft address other schedulers reach this one at (default --raft-addr)")
-		acl        = flag.Bool("acl", false, "require an API token on every client call; create the first with `orchctl operator bootstrap-token`")
+		caCert     = flag.String("ca-cert", "", "with --bootstrap-expect: the cluster CA certificate every server of the new cluster is given (`orchctl operator ca create`)")
+		caKey      = flag.String("ca-key", "", "with --bootstrap-expect: the cluster CA's private key (delete it once the cluster has formed: the CA then lives in the replicated state)")
+		joinToken  = flag.String("join-token", "", "with --join: the manager join token a new server enrolls with (`orchctl operator join-token manager`; default $ORCH_JOIN_TOKEN)")
+		certTTL    = flag.Duration("cert-ttl", server.DefaultCertTTL, "lifetime of the node certificates this scheduler issues; every node renews its own at about half of it")
+		restore    = flag.String("restore", "", "start a blank server from this snapshot (`orchctl operator snapshot save`): the data dir must be empty; the whole state and the cluster CA come from the snapshot")
+		passFile   = flag.String("snapshot-passphrase-file", "", "with --restore: file holding the snapshot's passphrase (default $ORCH_SNAPSHOT_PASSPHRASE)")
 		region     = flag.String("region", arn.DefaultRegion, "region in ARNs")
 		account    = flag.String("account", arn.DefaultAccount, "account in ARNs")
 		containerd = flag.String("containerd", "/run/containerd/containerd.sock", "--dev: containerd socket")
@@ -69,13 +77,23 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *joinToken == "" {
+		*joinToken = os.Getenv("ORCH_JOIN_TOKEN")
+	}
+	var snapshot []byte
+	if *restore != "" {
+		if snapshot, err = openSnapshot(*restore, *passFile); err != nil {
+			return err
+		}
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(server.Config{
 		DataDir: *dataDir, NodeID: *nodeID, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, RaftAddr: *raftAddr,
 		Bootstrap: *bootstrap || *dev, BootstrapExpect: *expect, Join: join, AdvertiseGRPC: *advGRPC, AdvertiseRaft: *advRaft, ARNs: arn.Builder{Region: *region, Account: *account}, Logger: log, Registry: reg,
-		HeartbeatGrace: *hbGrace, HostLostAfter: *lostAfter, ACL: *acl,
+		HeartbeatGrace: *hbGrace, HostLostAfter: *lostAfter,
+		CACertFile: *caCert, CAKeyFile: *caKey, JoinToken: *joinToken, CertTTL: *certTTL, Restore: snapshot,
 	})
 	if err != nil {
 		return err
@@ -90,6 +108,10 @@ func run() error {
 	if err := srv.WaitLeader(ctx); err != nil {
 		return err
 	}
+	worker, _, err := srv.JoinTokens(ctx)
+	if err != nil {
+		return err
+	}
 	if *agentData == "" {
 		*agentData = filepath.Join(*dataDir, "agent")
 	}
@@ -97,6 +119,7 @@ func run() error {
 		Endpoints: []string{srv.GRPCAddr()}, Clusters: []string{"*"}, DataDir: *agentData, ContainerdAddress: *containerd,
 		Namespace: *namespace, NetNSDir: *netnsDir, HostNetNS: *hostNetNS, ListenAddr: *agentAddr,
 		InsecureRegistries: insecure, Logger: log, Registry: reg, // agent metrics on the scheduler's /metrics
+		JoinToken: worker,
 	})
 	if err != nil {
 		return fmt.Errorf("embedded agent: %w", err)
@@ -104,4 +127,29 @@ func run() error {
 	defer a.Close()
 	log.Info("embedded agent started; tasks keep running when this process stops")
 	return a.Run(ctx)
+}
+
+// openSnapshot reads a snapshot sealed by `orchctl operator snapshot save` and opens it with
+// the passphrase from passFile or $ORCH_SNAPSHOT_PASSPHRASE.
+func openSnapshot(path, passFile string) ([]byte, error) {
+	pass := os.Getenv("ORCH_SNAPSHOT_PASSPHRASE")
+	if passFile != "" {
+		b, err := os.ReadFile(passFile)
+		if err != nil {
+			return nil, fmt.Errorf("--snapshot-passphrase-file: %w", err)
+		}
+		pass = strings.TrimRight(string(b), "\r\n")
+	}
+	if pass == "" {
+		return nil, errors.New("--restore: the snapshot's passphrase is required (--snapshot-passphrase-file or ORCH_SNAPSHOT_PASSPHRASE)")
+	}
+	sealed, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--restore: %w", err)
+	}
+	plain, err := pki.Open(sealed, []byte(pass))
+	if err != nil {
+		return nil, fmt.Errorf("--restore %s: %w", path, err)
+	}
+	return plain, nil
 }
