@@ -5,13 +5,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +19,7 @@ import (
 	"orch/agent/logs"
 	"orch/internal/cmdutil"
 	"orch/pkg/arn"
+	"orch/pkg/cli"
 	"orch/pkg/pki"
 	"orch/scheduler/controllers"
 	"orch/scheduler/server"
@@ -82,7 +81,7 @@ func run() error {
 	}
 	var snapshot []byte
 	if *restore != "" {
-		if snapshot, err = openSnapshot(*restore, *passFile); err != nil {
+		if snapshot, err = openSnapshot(ctx, *restore, *passFile); err != nil {
 			return err
 		}
 	}
@@ -131,23 +130,16 @@ func run() error {
 
 // openSnapshot reads a snapshot sealed by `orchctl operator snapshot save` and opens it with
 // the passphrase from passFile or $ORCH_SNAPSHOT_PASSPHRASE.
-func openSnapshot(path, passFile string) ([]byte, error) {
-	pass := os.Getenv("ORCH_SNAPSHOT_PASSPHRASE")
-	if passFile != "" {
-		b, err := os.ReadFile(passFile)
-		if err != nil {
-			return nil, fmt.Errorf("--snapshot-passphrase-file: %w", err)
-		}
-		pass = strings.TrimRight(string(b), "\r\n")
-	}
-	if pass == "" {
-		return nil, errors.New("--restore: the snapshot's passphrase is required (--snapshot-passphrase-file or ORCH_SNAPSHOT_PASSPHRASE)")
+func openSnapshot(ctx context.Context, path, passFile string) ([]byte, error) {
+	pass, err := cli.ReadPassphrase(ctx, cli.Passphrase{File: passFile, FileFlag: "--snapshot-passphrase-file"})
+	if err != nil {
+		return nil, fmt.Errorf("--restore: %w", err)
 	}
 	sealed, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--restore: %w", err)
 	}
-	plain, err := pki.Open(sealed, []byte(pass))
+	plain, err := pki.Open(sealed, pass)
 	if err != nil {
 		return nil, fmt.Errorf("--restore %s: %w", path, err)
 	}

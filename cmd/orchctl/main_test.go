@@ -3,17 +3,21 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
+	"orch/pkg/pki"
 	orchv1 "orch/proto/orch/v1"
 )
 
@@ -26,15 +30,52 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// orchctl returns a command that runs main() with args in a child process.
-func orchctl(t *testing.T, args ...string) *exec.Cmd {
+// testCA is the CA of the test schedulers' certificates, written to caFile.
+type testCA struct {
+	server *tls.Config
+	caFile string
+}
+
+// newTestCA creates a CA and a scheduler certificate it signed.
+func newTestCA(t *testing.T) testCA {
+	t.Helper()
+	ca, err := pki.NewCA("test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, csr, err := pki.NewKeyAndCSR("sched-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.Issue(csr, "sched-test", pki.RoleScheduler, nil, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := pki.KeyPair(certPEM, keyPEM, ca.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, ca.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return testCA{
+		server: pki.ServerTLSWith(ca.Cert, func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return pair, nil }),
+		caFile: caFile,
+	}
+}
+
+// orchctl returns a command that runs main() with args in a child process, verifying
+// schedulers against caFile (none when empty) and reading no config file.
+func orchctl(t *testing.T, caFile string, args ...string) *exec.Cmd {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), "ORCHCTL_TEST_MAIN=1", "ORCH_ADDR=")
+	cmd.Env = append(os.Environ(), "ORCHCTL_TEST_MAIN=1", "ORCH_ADDR=", "ORCH_TOKEN=",
+		"ORCH_CA_CERT="+caFile, "ORCH_CONFIG="+filepath.Join(t.TempDir(), "config.json"))
 	return cmd
 }
 
@@ -56,18 +97,21 @@ func TestExitCodes(t *testing.T) {
 	}
 	down := lis.Addr().String()
 	lis.Close()
+	ca := newTestCA(t)
 	tests := []struct {
-		args []string
-		want int
+		args   []string
+		caFile string
+		want   int
 	}{
-		{[]string{"version"}, 0},
-		{[]string{"completion", "bash"}, 0},
-		{[]string{"run-task", "--no-such-flag"}, 252},
-		{[]string{"list-clusters", "--endpoint", down}, 255},
+		{[]string{"version"}, "", 0},
+		{[]string{"completion", "bash"}, "", 0},
+		{[]string{"run-task", "--no-such-flag"}, "", 252},
+		{[]string{"list-clusters", "--endpoint", down}, "", 253}, // no CA certificate
+		{[]string{"list-clusters", "--endpoint", down}, ca.caFile, 255},
 	}
 	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			out, err := orchctl(t, tt.args...).CombinedOutput()
+		t.Run(strings.Join(tt.args, " ")+" ca="+tt.caFile, func(t *testing.T) {
+			out, err := orchctl(t, tt.caFile, tt.args...).CombinedOutput()
 			if got := exitCode(err); got != tt.want {
 				t.Errorf("exit code %d, want %d; output:\n%s", got, tt.want, out)
 			}
@@ -97,12 +141,13 @@ func TestFollowEndsOnSIGINT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	ca := newTestCA(t)
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.server)))
 	orchv1.RegisterOrchServer(srv, followServer{})
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 
-	cmd := orchctl(t, "--endpoint", lis.Addr().String(), "logs", "-f", "0123456789abcdef0123456789abcdef")
+	cmd := orchctl(t, ca.caFile, "--endpoint", lis.Addr().String(), "logs", "-f", "0123456789abcdef0123456789abcdef")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

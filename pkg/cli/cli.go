@@ -1,8 +1,11 @@
 // Package cli implements orchctl, the command line client of orch. Its commands, flags and JSON
 // mirror `aws ecs` (create-cluster, register-task-definition, run-task, describe-tasks, ...) so
-// that an ECS user feels at home; it talks gRPC to any scheduler through pkg/client. Exit codes
-// follow the AWS CLI: 252 for usage errors, 254 for errors returned by the server, 255 for any
-// other failure, 130 when interrupted. It never imports scheduler/ or agent/.
+// that an ECS user feels at home; it talks gRPC over TLS to any scheduler through pkg/client,
+// verifying it against the cluster CA certificate and authenticating with an API token, both
+// taken from flags, the environment or the config file that `orchctl configure` writes. Exit
+// codes follow the AWS CLI: 252 for usage errors, 253 for missing or invalid configuration
+// (no CA certificate, unreadable config file), 254 for errors returned by the server, 255 for
+// any other failure, 130 when interrupted. It never imports scheduler/ or agent/.
 package cli
 
 import (
@@ -67,8 +70,10 @@ type app struct {
 	endpoint   string
 	consistent bool
 	token      string
+	caCert     string
 	output     string
 	client     *client.Client
+	resolved   *settings // flags, environment and config file, once resolved
 }
 
 // NewRootCommand returns the orchctl command tree.
@@ -78,9 +83,17 @@ func NewRootCommand() *cobra.Command {
 		Use:   "orchctl",
 		Short: "Command line client of the orch container orchestrator",
 		Long: `orchctl talks to the orch schedulers the way 'aws ecs' talks to Amazon ECS: same
-commands, same flags, same JSON. The scheduler endpoint is --endpoint, else $ORCH_ADDR
-(comma-separated endpoints are tried in order), else ` + client.DefaultEndpoint + `.`,
-		Example: `  orchctl create-cluster --cluster-name default
+commands, same flags, same JSON.
+
+Connections use TLS: orchctl verifies the scheduler against the cluster CA certificate, which
+every scheduler writes to <data-dir>/ca.pem, and authenticates with an API token (the first
+one comes from 'orchctl operator bootstrap-token'). Each of the scheduler endpoint, the token
+and the CA certificate is taken from its flag (--endpoint, --token, --ca-cert), else its
+environment variable ($` + client.EnvEndpoints + `, $` + client.EnvToken + `, $` + client.EnvCACert + `), else the config file
+that 'orchctl configure' writes ($` + EnvConfig + ` or ~/.orch/config.json), else the default
+(` + client.DefaultEndpoint + ` for the endpoint). Comma-separated endpoints are tried in order.`,
+		Example: `  orchctl configure --endpoint 10.0.0.1:7400 --ca-cert ca.pem --token orch_...
+  orchctl create-cluster --cluster-name default
   orchctl register-task-definition --cli-input-json file://web.json
   orchctl run-task --task-definition web --wait
   orchctl describe-tasks --tasks 0f3c1e...`,
@@ -98,9 +111,10 @@ commands, same flags, same JSON. The scheduler endpoint is --endpoint, else $ORC
 		return usageError("orchctl: error: " + err.Error())
 	})
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.endpoint, "endpoint", "", "scheduler address host:port; comma-separated to try several (default $"+client.EnvEndpoints+" or "+client.DefaultEndpoint+")")
+	pf.StringVar(&a.endpoint, "endpoint", "", "scheduler address host:port; comma-separated to try several (default $"+client.EnvEndpoints+", the config file or "+client.DefaultEndpoint+")")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
-	pf.StringVar(&a.token, "token", "", "API token, when the schedulers require one (default $"+client.EnvToken+")")
+	pf.StringVar(&a.token, "token", "", "API token (default $"+client.EnvToken+" or the config file)")
+	pf.StringVar(&a.caCert, "ca-cert", "", "cluster CA certificate (PEM) to verify the scheduler with, <data-dir>/ca.pem of any scheduler (default $"+client.EnvCACert+" or the config file)")
 	pf.BoolVar(&a.consistent, "consistent", false, "read through the leader (linearizable) instead of from the scheduler answering, which may lag by a heartbeat")
 	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
 
@@ -125,7 +139,7 @@ commands, same flags, same JSON. The scheduler endpoint is --endpoint, else $ORC
 	add("instances", a.listContainerInstancesCmd(), a.describeContainerInstancesCmd())
 	add("tags", a.tagResourceCmd(), a.untagResourceCmd(), a.listTagsForResourceCmd())
 	add("operator", a.operatorCmd())
-	root.AddCommand(versionCmd())
+	root.AddCommand(versionCmd(), a.configureCmd())
 	return root
 }
 
@@ -149,28 +163,38 @@ func (a *app) run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.
 	}
 }
 
-// dial connects to a scheduler once per invocation.
+// dial connects to a scheduler once per invocation, with the endpoint, token and CA
+// certificate of a.settings.
 func (a *app) dial(cmd *cobra.Command) (*client.Client, error) {
 	if a.client != nil {
 		return a.client, nil
 	}
-	eps := client.ResolveEndpoints(a.endpoint)
+	s, err := a.settings(cmd)
+	if err != nil {
+		return nil, configError(err)
+	}
+	eps := client.ResolveEndpoints(s.Endpoint.Value)
 	var opts []client.Opt
 	if a.consistent {
 		opts = append(opts, client.WithConsistentReads())
 	}
-	token := a.token
-	if token == "" {
-		token = os.Getenv(client.EnvToken)
+	if s.Token.Value != "" {
+		opts = append(opts, client.WithToken(s.Token.Value))
 	}
-	if token != "" {
-		opts = append(opts, client.WithToken(token))
+	if s.CACert.Value != "" {
+		opts = append(opts, client.WithCAFile(s.CACert.Value))
 	}
 	c, err := client.Dial(cmd.Context(), eps, opts...)
-	if err != nil {
-		if cmd.Context().Err() != nil {
-			return nil, &exitError{code: exitInterrupted}
-		}
+	var caErr *client.CAError
+	switch {
+	case err == nil:
+	case errors.Is(err, client.ErrCARequired):
+		return nil, configError(fmt.Errorf("%w; to save it for later commands: orchctl configure --ca-cert FILE", err))
+	case errors.As(err, &caErr):
+		return nil, configError(fmt.Errorf("%w (from %s)", err, s.CACert.from()))
+	case cmd.Context().Err() != nil:
+		return nil, &exitError{code: exitInterrupted}
+	default:
 		// The causes, one per endpoint tried ("endpoint h:p: dial tcp ...: connection refused").
 		cause := err
 		if u := errors.Unwrap(err); u != nil {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -19,7 +20,21 @@ import (
 
 func TestMain(m *testing.M) {
 	time.Local = time.UTC // tables print local times
-	os.Exit(m.Run())
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "orchctl-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := setupTestEnv(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "test CA:", err)
+		return 1
+	}
+	return m.Run()
 }
 
 // call is one unary request the fake received.

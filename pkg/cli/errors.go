@@ -14,6 +14,7 @@ const (
 	exitTaskFailed  = 1   // the request worked but its tasks did not (no task started, a task stopped)
 	exitInterrupted = 130 // SIGINT
 	exitUsage       = 252 // bad command line: unknown command or flag, missing or invalid value
+	exitConfig      = 253 // missing or invalid configuration: no CA certificate, bad config file
 	exitServer      = 254 // the server returned an error
 	exitFailure     = 255 // anything else: cannot connect, cannot read a file, ...
 )
@@ -40,6 +41,15 @@ func usageError(msg string) *exitError { return &exitError{code: exitUsage, msg:
 // usageErrorf formats a usage error about one flag the way the AWS CLI does.
 func usageErrorf(flag, format string, args ...any) *exitError {
 	return usageError(fmt.Sprintf("orchctl: error: argument %s: %s", flag, fmt.Sprintf(format, args...)))
+}
+
+// configError is missing or invalid configuration (exit 253).
+func configError(err error) *exitError {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee
+	}
+	return &exitError{code: exitConfig, msg: err.Error(), err: err}
 }
 
 // taskFailed reports tasks that did not start or did not reach the awaited status (exit 1).

@@ -59,6 +59,30 @@ type fakeOperator struct {
 	RaftRemovePeerFn  func(context.Context, *orchv1.RaftRemovePeerRequest) (*orchv1.RaftRemovePeerResponse, error)
 	SnapshotSaveFn    func(*orchv1.SnapshotSaveRequest, grpc.ServerStreamingServer[orchv1.SnapshotChunk]) error
 	SnapshotRestoreFn func(grpc.ClientStreamingServer[orchv1.SnapshotChunk, orchv1.SnapshotRestoreResponse]) error
+	BootstrapTokenFn  func(context.Context, *orchv1.BootstrapTokenRequest) (*orchv1.BootstrapTokenResponse, error)
+	GetJoinTokensFn   func(context.Context, *orchv1.GetJoinTokensRequest) (*orchv1.JoinTokens, error)
+	RotateJoinTokenFn func(context.Context, *orchv1.RotateJoinTokenRequest) (*orchv1.JoinTokens, error)
+}
+
+func (f *fakeOperator) BootstrapToken(ctx context.Context, r *orchv1.BootstrapTokenRequest) (*orchv1.BootstrapTokenResponse, error) {
+	if f.BootstrapTokenFn == nil {
+		return f.UnimplementedOperatorServer.BootstrapToken(ctx, r)
+	}
+	return f.BootstrapTokenFn(ctx, r)
+}
+
+func (f *fakeOperator) GetJoinTokens(ctx context.Context, r *orchv1.GetJoinTokensRequest) (*orchv1.JoinTokens, error) {
+	if f.GetJoinTokensFn == nil {
+		return f.UnimplementedOperatorServer.GetJoinTokens(ctx, r)
+	}
+	return f.GetJoinTokensFn(ctx, r)
+}
+
+func (f *fakeOperator) RotateJoinToken(ctx context.Context, r *orchv1.RotateJoinTokenRequest) (*orchv1.JoinTokens, error) {
+	if f.RotateJoinTokenFn == nil {
+		return f.UnimplementedOperatorServer.RotateJoinToken(ctx, r)
+	}
+	return f.RotateJoinTokenFn(ctx, r)
 }
 
 func (f *fakeOperator) RaftListPeers(ctx context.Context, r *orchv1.RaftListPeersRequest) (*orchv1.RaftListPeersResponse, error) {
@@ -92,20 +116,23 @@ func (f *fakeOperator) SnapshotRestore(s grpc.ClientStreamingServer[orchv1.Snaps
 // operatorFake is a fakeOperator whose unary calls are recorded and answered by fx.
 func (fx *fixture) operatorFake() *fakeOperator {
 	return &fakeOperator{
-		RaftListPeersFn:  unary[*orchv1.RaftListPeersRequest, *orchv1.RaftListPeersResponse](fx, "RaftListPeers"),
-		RaftRemovePeerFn: unary[*orchv1.RaftRemovePeerRequest, *orchv1.RaftRemovePeerResponse](fx, "RaftRemovePeer"),
+		RaftListPeersFn:   unary[*orchv1.RaftListPeersRequest, *orchv1.RaftListPeersResponse](fx, "RaftListPeers"),
+		RaftRemovePeerFn:  unary[*orchv1.RaftRemovePeerRequest, *orchv1.RaftRemovePeerResponse](fx, "RaftRemovePeer"),
+		BootstrapTokenFn:  unary[*orchv1.BootstrapTokenRequest, *orchv1.BootstrapTokenResponse](fx, "BootstrapToken"),
+		GetJoinTokensFn:   unary[*orchv1.GetJoinTokensRequest, *orchv1.JoinTokens](fx, "GetJoinTokens"),
+		RotateJoinTokenFn: unary[*orchv1.RotateJoinTokenRequest, *orchv1.JoinTokens](fx, "RotateJoinToken"),
 	}
 }
 
 // serveAll starts orch and op (either may be nil) on one loopback gRPC server, as a scheduler
-// serves both, and returns its address.
+// serves both (with TLS), and returns its address.
 func serveAll(t *testing.T, orch orchv1.OrchServer, op orchv1.OperatorServer) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(serverCreds())
 	if orch != nil {
 		orchv1.RegisterOrchServer(srv, orch)
 	}

@@ -149,14 +149,14 @@ func (f *fakeOrch) GetLogs(r *orchv1.GetLogsRequest, s grpc.ServerStreamingServe
 	return f.GetLogsFn(r, s)
 }
 
-// serve starts f on a loopback port and returns its address.
+// serve starts f on a loopback port, with TLS as a scheduler serves, and returns its address.
 func serve(t *testing.T, f *fakeOrch) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(serverCreds())
 	orchv1.RegisterOrchServer(srv, f)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)

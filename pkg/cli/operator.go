@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"orch/pkg/pki"
 	orchv1 "orch/proto/orch/v1"
 )
 
@@ -25,15 +28,18 @@ const SnapshotIndexMetadata = "orch-snapshot-index"
 const snapshotChunkSize = 256 << 10
 
 // operatorCmd is `orchctl operator`: the control plane's own administration (Raft membership,
-// backups), through the Operator service.
+// backups, tokens, the cluster CA), through the Operator service.
 func (a *app) operatorCmd() *cobra.Command {
 	op := &cobra.Command{
 		Use:   "operator",
-		Short: "Administer the control plane: Raft peers, snapshots",
+		Short: "Administer the control plane: Raft peers, snapshots, tokens, the cluster CA",
 		Long: `Administer the schedulers that make up the control plane: list and remove Raft peers,
-save the whole state to a file and restore it.`,
+save the whole state to a sealed file and restore it, create the first API token, show and
+rotate the join tokens that enroll agents and schedulers, create the CA of a new cluster.`,
 		Example: `  orchctl operator raft list-peers
-  orchctl operator snapshot save backup.snap`,
+  orchctl operator snapshot save backup.snap
+  orchctl operator join-token worker
+  orchctl operator ca create --out ./orch-ca`,
 		RunE: groupUsage,
 	}
 	raft := &cobra.Command{
@@ -44,13 +50,14 @@ save the whole state to a file and restore it.`,
 	}
 	raft.AddCommand(a.raftListPeersCmd(), a.raftRemovePeerCmd())
 	snap := &cobra.Command{
-		Use:     "snapshot",
-		Short:   "Save the whole state of the control plane to a file, or restore it",
-		Example: `  orchctl operator snapshot save backup.snap`,
-		RunE:    groupUsage,
+		Use:   "snapshot",
+		Short: "Save the whole state of the control plane to a sealed file, or restore it",
+		Example: `  orchctl operator snapshot save backup.snap --passphrase-file /root/snapshot.pass
+  orchctl operator snapshot restore backup.snap --passphrase-file /root/snapshot.pass --yes`,
+		RunE: groupUsage,
 	}
 	snap.AddCommand(a.snapshotSaveCmd(), a.snapshotRestoreCmd())
-	op.AddCommand(raft, snap, a.bootstrapTokenCmd())
+	op.AddCommand(raft, snap, a.bootstrapTokenCmd(), a.joinTokenCmd(), a.caCmd())
 	return op
 }
 
@@ -58,11 +65,16 @@ func (a *app) bootstrapTokenCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "bootstrap-token",
 		Short: "Create the first management API token (once) and print its secret",
-		Long: `Create the first management API token and print its secret, once: the schedulers keep only
-its hash, and a second call fails. Pass it as --token or $ORCH_TOKEN to every command when
-the schedulers run with --acl.`,
-		Example: `  export ORCH_TOKEN=$(orchctl operator bootstrap-token -o json | jq -r .secretId)`,
-		Args:    cobra.NoArgs,
+		Long: `Create the first management API token of a new cluster and print its secret. It is shown
+this once: the schedulers keep only its hash, and a second call fails. Every other call needs
+it, so save it right away with 'orchctl configure --token TOKEN' (or pass it as --token or
+$ORCH_TOKEN). This call needs no token, only the CA certificate (--ca-cert).`,
+		Example: `  # print it, then save it:
+  orchctl operator bootstrap-token
+  orchctl configure --token orch_...
+  # or both at once:
+  orchctl configure --token "$(orchctl operator bootstrap-token -o json | jq -r .secretId)"`,
+		Args: cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
 			op, err := a.operator(cmd)
 			if err != nil {
@@ -181,22 +193,30 @@ type savedSnapshot struct {
 }
 
 func (a *app) snapshotSaveCmd() *cobra.Command {
-	return &cobra.Command{
+	var passFile string
+	cmd := &cobra.Command{
 		Use:   "save FILE",
-		Short: "Save the whole state of the control plane to FILE",
+		Short: "Save the whole state of the control plane to FILE, sealed with a passphrase",
 		Long: `Save a snapshot of the whole state (clusters, task definitions, tasks, container
-instances, ...) from the leader to FILE. The file is written next to FILE under a temporary
-name and renamed when complete, so FILE is never left half-written; it is readable by its
-owner only. Restore it with 'orchctl operator snapshot restore'.`,
-		Example: `  orchctl operator snapshot save /var/backups/orch-$(date +%F).snap`,
-		Args:    cobra.ExactArgs(1),
+instances, API tokens, join tokens and the cluster CA with its private key) from the leader
+to FILE. The state holds the cluster's secrets, so the file is sealed: encrypted and
+authenticated (AES-256-GCM) with a key derived from a passphrase of at least ` + fmt.Sprint(MinPassphraseLength) + `
+characters, read from --passphrase-file, else $` + EnvSnapshotPassphrase + `, else asked twice on
+the terminal. Keep the passphrase apart from the file: neither is of use without the other.
+
+The file is written next to FILE under a temporary name and renamed when complete, so FILE is
+never left half-written; it is readable by its owner only. Restore it with 'orchctl operator
+snapshot restore', or on a blank machine with 'orch-scheduler --restore FILE'.`,
+		Example: `  orchctl operator snapshot save /var/backups/orch-$(date +%F).snap --passphrase-file /root/snapshot.pass
+  ORCH_SNAPSHOT_PASSPHRASE=... orchctl operator snapshot save backup.snap`,
+		Args: cobra.ExactArgs(1),
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
 			file := args[0]
-			op, err := a.operator(cmd)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
+			pass, err := ReadPassphrase(ctx, Passphrase{File: passFile, Confirm: true, In: cmd.InOrStdin(), Prompt: cmd.ErrOrStderr()})
+			if err != nil {
+				return passphraseError(ctx, file, err)
+			}
 			// The temporary file first: a directory that cannot be written fails before the
 			// leader does any work.
 			tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-*")
@@ -210,11 +230,17 @@ owner only. Restore it with 'orchctl operator snapshot restore'.`,
 					os.Remove(tmp.Name())
 				}
 			}()
+			op, err := a.operator(cmd)
+			if err != nil {
+				return err
+			}
 			stream, err := op.SnapshotSave(ctx, &orchv1.SnapshotSaveRequest{})
 			if err != nil {
 				return apiError(ctx, "SnapshotSave", err)
 			}
-			var size int64
+			// Sealing authenticates the whole plaintext at once, so the snapshot is gathered
+			// in memory (a control plane's state is megabytes, not gigabytes).
+			var plain bytes.Buffer
 			for {
 				chunk, err := stream.Recv()
 				if errors.Is(err, io.EOF) {
@@ -223,20 +249,23 @@ owner only. Restore it with 'orchctl operator snapshot restore'.`,
 				if err != nil {
 					return apiError(ctx, "SnapshotSave", err)
 				}
-				n, err := tmp.Write(chunk.Data)
-				size += int64(n)
-				if err != nil {
-					return fmt.Errorf("snapshot %s: write: %w", file, err)
-				}
+				plain.Write(chunk.Data)
 			}
-			if size == 0 {
+			if plain.Len() == 0 {
 				return fmt.Errorf("snapshot %s: the scheduler sent an empty snapshot; nothing written", file)
+			}
+			sealed, err := pki.Seal(plain.Bytes(), pass)
+			if err != nil {
+				return fmt.Errorf("snapshot %s: %w", file, err)
+			}
+			if _, err := tmp.Write(sealed); err != nil {
+				return fmt.Errorf("snapshot %s: write: %w", file, err)
 			}
 			if err := commitFile(tmp, file); err != nil {
 				return err
 			}
 			done = true
-			saved := savedSnapshot{File: file, Size: size, Index: snapshotIndex(stream)}
+			saved := savedSnapshot{File: file, Size: int64(len(sealed)), Index: snapshotIndex(stream)}
 			out := cmd.OutOrStdout()
 			if a.json() {
 				b, err := json.MarshalIndent(saved, "", "  ")
@@ -250,10 +279,24 @@ owner only. Restore it with 'orchctl operator snapshot restore'.`,
 			if saved.Index != 0 {
 				index = fmt.Sprintf(", index %d", saved.Index)
 			}
-			_, err = fmt.Fprintf(out, "Saved snapshot to %s (%s%s)\n", file, formatBytes(size), index)
+			_, err = fmt.Fprintf(out, "Saved snapshot to %s (%s sealed%s)\n", file, formatBytes(saved.Size), index)
 			return err
 		}),
 	}
+	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the passphrase to seal the snapshot with (default $"+EnvSnapshotPassphrase+", else asked on the terminal)")
+	return cmd
+}
+
+// passphraseError makes ReadPassphrase's error a command error: a usage error when no
+// passphrase was given at all.
+func passphraseError(ctx context.Context, file string, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return &exitError{code: exitInterrupted, err: err}
+	case errors.Is(err, ErrPassphraseRequired):
+		return usageError("orchctl: error: snapshot " + file + ": " + err.Error())
+	}
+	return fmt.Errorf("snapshot %s: %w", file, err)
 }
 
 // commitFile makes the complete temporary file tmp durable as name: fsync, rename over name,
@@ -302,40 +345,55 @@ func headerOf(stream grpc.ClientStream) metadata.MD {
 
 func (a *app) snapshotRestoreCmd() *cobra.Command {
 	var yes bool
+	var passFile string
 	cmd := &cobra.Command{
 		Use:   "restore FILE --yes",
 		Short: "Replace the whole state of the control plane with a saved snapshot",
 		Long: `Replace the whole state of the control plane (every cluster, task definition, task, ...)
-with the snapshot in FILE, made by 'orchctl operator snapshot save'. The leader applies it and
-replicates it to every scheduler. Everything that changed since the snapshot was saved is lost,
-so the command asks for --yes.`,
-		Example: `  orchctl operator snapshot restore /var/backups/orch-2025-03-01.snap --yes`,
+with the snapshot in FILE, made by 'orchctl operator snapshot save'. The file is opened with
+its passphrase (--passphrase-file, else $` + EnvSnapshotPassphrase + `, else asked on the terminal)
+before anything is sent: a wrong passphrase or a modified file changes nothing. The leader
+applies the snapshot and replicates it to every scheduler. Everything that changed since the
+snapshot was saved is lost, so the command asks for --yes.`,
+		Example: `  orchctl operator snapshot restore /var/backups/orch-2025-03-01.snap --passphrase-file /root/snapshot.pass --yes`,
 		Args:    cobra.ExactArgs(1),
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
 			file := args[0]
 			if !yes {
 				return usageErrorf("--yes", "restoring %s replaces the whole state of the control plane; pass --yes to confirm", file)
 			}
-			f, err := os.Open(file)
-			if err != nil {
-				return fmt.Errorf("snapshot %s: %w", file, err)
-			}
-			defer f.Close()
-			if st, err := f.Stat(); err != nil {
+			if st, err := os.Stat(file); err != nil {
 				return fmt.Errorf("snapshot %s: %w", file, err)
 			} else if !st.Mode().IsRegular() || st.Size() == 0 {
 				return fmt.Errorf("snapshot %s: not a snapshot file (empty or not a regular file)", file)
+			}
+			ctx := cmd.Context()
+			pass, err := ReadPassphrase(ctx, Passphrase{File: passFile, In: cmd.InOrStdin(), Prompt: cmd.ErrOrStderr()})
+			if err != nil {
+				return passphraseError(ctx, file, err)
+			}
+			sealed, err := os.ReadFile(file)
+			if err != nil {
+				return fmt.Errorf("snapshot %s: %w", file, err)
+			}
+			plain, err := pki.Open(sealed, pass)
+			switch {
+			case errors.Is(err, pki.ErrWrongPassphrase):
+				return fmt.Errorf("snapshot %s: wrong passphrase, or the file was modified; nothing was restored", file)
+			case errors.Is(err, pki.ErrNotSealed):
+				return fmt.Errorf("snapshot %s: not a sealed orch snapshot (made by 'orchctl operator snapshot save'); nothing was restored", file)
+			case err != nil:
+				return fmt.Errorf("snapshot %s: %w; nothing was restored", file, err)
 			}
 			op, err := a.operator(cmd)
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
 			stream, err := op.SnapshotRestore(ctx)
 			if err != nil {
 				return apiError(ctx, "SnapshotRestore", err)
 			}
-			size, err := sendFile(stream, f)
+			size, err := sendFile(stream, bytes.NewReader(plain))
 			if err != nil {
 				return err
 			}
@@ -351,6 +409,7 @@ so the command asks for --yes.`,
 		}),
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm that the whole state is to be replaced")
+	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the snapshot's passphrase (default $"+EnvSnapshotPassphrase+", else asked on the terminal)")
 	return cmd
 }
 

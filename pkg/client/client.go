@@ -2,6 +2,11 @@
 // scheduler endpoints and exposes the generated gRPC client. orchctl, tests and benchmarks use
 // it; any scheduler answers (followers forward writes to the leader), so the first endpoint that
 // connects is as good as any other.
+//
+// Connections use TLS 1.3 and verify the scheduler against the cluster CA certificate (WithCA,
+// WithCAFile or $ORCH_CA_CERT; every scheduler writes it to <data-dir>/ca.pem) under the name
+// every scheduler certificate carries (pki.SchedulerServerName), whatever address is dialed.
+// The client presents no certificate: it authenticates with an API token (WithToken).
 package client
 
 import (
@@ -16,6 +21,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -44,6 +50,10 @@ type Opt func(*options)
 type options struct {
 	dialOpts       []grpc.DialOption
 	connectTimeout time.Duration
+	caPEM          []byte // WithCA
+	caFile         string // WithCAFile
+	trust          trust  // WithCA, WithCAFile, WithInsecure, WithTransportCredentials
+	creds          credentials.TransportCredentials
 }
 
 // ConsistentHeader is the gRPC metadata key that asks a scheduler to serve a read through the
@@ -73,9 +83,8 @@ func withHeader(key, value string) Opt {
 	)
 }
 
-// WithDialOptions adds gRPC dial options, applied after the defaults (plain-text transport), so
-// they can replace them: transport credentials for mTLS, per-RPC credentials for API tokens,
-// interceptors.
+// WithDialOptions adds gRPC dial options (per-RPC credentials, interceptors), applied after
+// the transport security (WithCA, WithCAFile, WithInsecure or WithTransportCredentials).
 func WithDialOptions(opts ...grpc.DialOption) Opt {
 	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
 }
@@ -109,8 +118,14 @@ func splitEndpoints(s string) []string {
 }
 
 // Dial connects to the first of endpoints that accepts a connection, trying them in order.
-// With no endpoints it uses ResolveEndpoints(""): $ORCH_ADDR or DefaultEndpoint. The error
-// names every endpoint tried and why it failed.
+// With no endpoints it uses ResolveEndpoints(""): $ORCH_ADDR or DefaultEndpoint.
+//
+// The transport is TLS verified against the CA certificate of WithCA or WithCAFile, else of
+// the file named by $ORCH_CA_CERT, unless WithInsecure or transport credentials in
+// WithDialOptions say otherwise. Without any of them Dial fails with ErrCARequired; a CA
+// certificate that cannot be used fails with a *CAError naming it. Otherwise the error names
+// every endpoint tried and why it failed (for a scheduler whose certificate the CA does not
+// verify: the TLS handshake error).
 func Dial(ctx context.Context, endpoints []string, opts ...Opt) (*Client, error) {
 	o := options{}
 	for _, opt := range opts {
@@ -122,9 +137,13 @@ func Dial(ctx context.Context, endpoints []string, opts ...Opt) (*Client, error)
 	if len(endpoints) == 0 {
 		endpoints = ResolveEndpoints("")
 	}
+	security, err := o.transport()
+	if err != nil {
+		return nil, err
+	}
 	var errs []error
 	for _, ep := range endpoints {
-		conn, err := connect(ctx, ep, &o)
+		conn, err := connect(ctx, ep, &o, security)
 		if err == nil {
 			return &Client{OrchClient: orchv1.NewOrchClient(conn), conn: conn, endpoint: ep}, nil
 		}
@@ -137,12 +156,18 @@ func Dial(ctx context.Context, endpoints []string, opts ...Opt) (*Client, error)
 }
 
 // connect dials one endpoint and waits until the connection is ready or has failed.
-func connect(ctx context.Context, endpoint string, o *options) (*grpc.ClientConn, error) {
-	var dialErr lastError
-	dialOpts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(dialErr.dialer),
-	}, o.dialOpts...)
+func connect(ctx context.Context, endpoint string, o *options, security transport) (*grpc.ClientConn, error) {
+	dialErr := &lastError{}
+	dialOpts := []grpc.DialOption{grpc.WithContextDialer(dialErr.dialer)}
+	switch {
+	case security.insecure:
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	case security.ca != nil:
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(newVerifyingCreds(security.ca, dialErr)))
+	case security.creds != nil:
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(security.creds))
+	}
+	dialOpts = append(dialOpts, o.dialOpts...)
 	conn, err := grpc.NewClient(endpoint, dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("endpoint %s: %w", endpoint, err)
@@ -166,11 +191,17 @@ func connect(ctx context.Context, endpoint string, o *options) (*grpc.ClientConn
 	}
 }
 
-// lastError records the last dial error so that a failed endpoint can say why (gRPC only
-// reports TRANSIENT_FAILURE).
+// lastError records the last dial or TLS handshake error so that a failed endpoint can say why
+// (gRPC only reports TRANSIENT_FAILURE).
 type lastError struct {
 	mu  sync.Mutex
 	err error
+}
+
+func (l *lastError) set(err error) {
+	l.mu.Lock()
+	l.err = err
+	l.mu.Unlock()
 }
 
 func (l *lastError) dialer(ctx context.Context, addr string) (net.Conn, error) {
@@ -181,9 +212,7 @@ func (l *lastError) dialer(ctx context.Context, addr string) (net.Conn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
-		l.mu.Lock()
-		l.err = err
-		l.mu.Unlock()
+		l.set(err)
 	}
 	return c, err
 }

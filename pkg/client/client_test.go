@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"reflect"
 	"strings"
@@ -9,7 +10,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
+	"orch/pkg/pki"
 	orchv1 "orch/proto/orch/v1"
 )
 
@@ -21,18 +24,59 @@ func (fakeOrch) ListClusters(context.Context, *orchv1.ListClustersRequest) (*orc
 	return &orchv1.ListClustersResponse{ClusterArns: []string{"arn:aws:ecs:local:000000000000:cluster/default"}}, nil
 }
 
-// startServer serves a fake Orch on a loopback port and returns its address.
-func startServer(t *testing.T) string {
+// startServer serves a fake Orch over TLS on a loopback port, with a scheduler certificate of
+// a new test CA, and returns its address and the CA certificate (PEM).
+func startServer(t *testing.T) (addr string, caPEM []byte) {
+	t.Helper()
+	ca := newCA(t)
+	return serveFake(t, grpc.Creds(credentials.NewTLS(schedulerTLS(t, ca)))), ca.CertPEM
+}
+
+// startPlainServer serves a fake Orch without TLS, for WithInsecure.
+func startPlainServer(t *testing.T) string {
+	t.Helper()
+	return serveFake(t)
+}
+
+func serveFake(t *testing.T, opts ...grpc.ServerOption) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(opts...)
 	orchv1.RegisterOrchServer(srv, fakeOrch{})
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	return lis.Addr().String()
+}
+
+func newCA(t *testing.T) *pki.CA {
+	t.Helper()
+	ca, err := pki.NewCA("test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// schedulerTLS is a scheduler's server configuration with a certificate of ca. The certificate
+// carries no address, only pki.SchedulerServerName, which is what clients verify.
+func schedulerTLS(t *testing.T, ca *pki.CA) *tls.Config {
+	t.Helper()
+	keyPEM, csr, err := pki.NewKeyAndCSR("sched-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.Issue(csr, "sched-1", pki.RoleScheduler, nil, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := pki.KeyPair(certPEM, keyPEM, ca.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pki.ServerTLSWith(ca.Cert, func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return pair, nil })
 }
 
 // closedAddr returns a loopback address on which nothing listens.
@@ -68,7 +112,7 @@ func TestResolveEndpoints(t *testing.T) {
 }
 
 func TestDial(t *testing.T) {
-	up := startServer(t)
+	up, caPEM := startServer(t)
 	down := closedAddr(t)
 	tests := []struct {
 		name      string
@@ -87,7 +131,7 @@ func TestDial(t *testing.T) {
 			t.Setenv(EnvEndpoints, tt.env)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := Dial(ctx, tt.endpoints, WithConnectTimeout(2*time.Second))
+			c, err := Dial(ctx, tt.endpoints, WithCA(caPEM), WithConnectTimeout(2*time.Second))
 			if tt.want == "" {
 				if err == nil {
 					c.Close()
@@ -126,7 +170,7 @@ func TestDialTimeout(t *testing.T) {
 	}
 	t.Cleanup(func() { lis.Close() })
 	start := time.Now()
-	_, err = Dial(context.Background(), []string{lis.Addr().String()}, WithConnectTimeout(300*time.Millisecond))
+	_, err = Dial(context.Background(), []string{lis.Addr().String()}, WithInsecure(), WithConnectTimeout(300*time.Millisecond))
 	if err == nil {
 		t.Fatal("Dial succeeded against a silent listener")
 	}
@@ -136,13 +180,13 @@ func TestDialTimeout(t *testing.T) {
 }
 
 func TestWithDialOptions(t *testing.T) {
-	up := startServer(t)
+	up, caPEM := startServer(t)
 	called := false
 	icpt := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		called = true
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
-	c, err := Dial(context.Background(), []string{up}, WithDialOptions(grpc.WithUnaryInterceptor(icpt)))
+	c, err := Dial(context.Background(), []string{up}, WithCA(caPEM), WithDialOptions(grpc.WithUnaryInterceptor(icpt)))
 	if err != nil {
 		t.Fatal(err)
 	}
