@@ -11,8 +11,15 @@ RUN=$ROOT/.data            # pid files and logs of what this script started
 DATA=${ORCH_DATA:-/var/lib/orch}
 REGISTRY=127.0.0.1:5000
 SOCK=/run/containerd/containerd.sock
-ORCHCTL="$BIN/orchctl --endpoint 127.0.0.1:7400"
 mkdir -p "$RUN"
+# orchctl verifies the scheduler with the cluster CA and authenticates with an API token;
+# `orchctl configure` (below) saves both in ~/.orch/config.json, $RUN/token keeps the token.
+TOKEN_FILE=$RUN/token
+orchctl_env() {
+	ORCHCTL="$BIN/orchctl --endpoint 127.0.0.1:7400 --ca-cert $DATA/ca.pem"
+	if [ -s "$TOKEN_FILE" ]; then ORCHCTL="$ORCHCTL --token $(cat "$TOKEN_FILE")"; fi
+}
+orchctl_env
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
@@ -74,6 +81,22 @@ if ! alive orch-scheduler; then
 	start_bg orch-scheduler "$BIN/orch-scheduler" --dev --data-dir "$DATA"
 fi
 wait_for "the scheduler" curl -sf http://127.0.0.1:7401/healthz
+wait_for "the cluster CA" test -s "$DATA/ca.pem"
+if [ ! -s "$TOKEN_FILE" ]; then
+	say "creating the first API token (orchctl operator bootstrap-token; shown once, kept in $TOKEN_FILE)"
+	umask 077
+	if ! $ORCHCTL operator bootstrap-token -o json >"$RUN/bootstrap.json"; then
+		echo "the API token bootstrap of $DATA was done before and its token is not in $TOKEN_FILE:" >&2
+		echo "use that token (orchctl configure --token ...) or start from an empty data dir (make stop; rm -rf $DATA)" >&2
+		exit 1
+	fi
+	sed -n 's/.*"secretId": *"\([^"]*\)".*/\1/p' "$RUN/bootstrap.json" >"$TOKEN_FILE"
+	rm -f "$RUN/bootstrap.json"
+	umask 022
+fi
+orchctl_env
+say "saving the endpoint, CA and token for orchctl (orchctl configure)"
+$ORCHCTL configure --endpoint 127.0.0.1:7400 --ca-cert "$DATA/ca.pem" --token "$(cat "$TOKEN_FILE")"
 wait_for "the embedded agent" sh -c "$ORCHCTL describe-container-instances -o json | grep -q '\"agentConnected\": true'"
 
 say "registering examples/web.json and running it"
@@ -89,6 +112,10 @@ cat <<MSG
 
 orch is running: a single-node cluster (scheduler + agent) in one process, and the demo task
 $id is serving on its own IP $ip.
+Every connection is TLS with the cluster CA ($DATA/ca.pem); orchctl authenticates with the API
+token saved by \`orchctl configure\` in ~/.orch/config.json. Add an agent on another machine with
+  orch-agent --scheduler <this-host>:7400 --join-token "\$(orchctl operator join-token worker)"
+(with the scheduler listening beyond loopback: orch-scheduler --grpc-addr 0.0.0.0:7400).
 Try next:
   export PATH=$BIN:\$PATH
   orchctl list-tasks
