@@ -41,6 +41,8 @@ const (
 	CmdBootstrapToken           CommandType = 16
 	CmdInitPKI                  CommandType = 17
 	CmdRotateJoinToken          CommandType = 18
+	CmdPutServices              CommandType = 19
+	CmdDeleteServices           CommandType = 20
 
 	// IgnoreUnknownFlag marks a command that older servers may skip when they do not know it.
 	IgnoreUnknownFlag CommandType = 128
@@ -97,6 +99,8 @@ var appliers = map[CommandType]applyFn{
 	CmdBootstrapToken:           applyBootstrapToken,
 	CmdInitPKI:                  applyInitPKI,
 	CmdRotateJoinToken:          applyRotateJoinToken,
+	CmdPutServices:              applyPutServices,
+	CmdDeleteServices:           applyDeleteServices,
 }
 
 // Apply implements raft.FSM.

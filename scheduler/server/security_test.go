@@ -304,7 +304,11 @@ func TestRestoreOntoBlankServer(t *testing.T) {
 		t.Fatal("--restore accepted a data dir in use")
 	}
 	tc.servers[0].Close()
-	blank := startOne(t, func(c *Config) { c.DataDir = filepath.Join(t.TempDir(), "new"); c.NodeID = "s-new"; c.Restore = snap.Bytes() })
+	blank := startOne(t, func(c *Config) {
+		c.DataDir = filepath.Join(t.TempDir(), "new")
+		c.NodeID = "s-new"
+		c.Restore = snap.Bytes()
+	})
 	if !bytes.Equal(blank.servers[0].CACertificate(), tc.servers[0].CACertificate()) {
 		t.Fatal("the restored server has a new CA")
 	}

@@ -189,3 +189,29 @@ func (r *ReadTxn) PKI(ws WatchSet) (*orchv1.ClusterPKI, error) {
 
 // PutPKI replaces the cluster CA and join tokens.
 func (w *WriteTxn) PutPKI(p *orchv1.ClusterPKI) error { return w.insert(TablePKI, p) }
+
+// TasksByGroup returns the tasks of cluster whose group is group ("service:web").
+func (r *ReadTxn) TasksByGroup(ws WatchSet, cluster, group string) ([]*orchv1.Task, error) {
+	return list[*orchv1.Task](r, ws, TableTasks, "group", groupKey(cluster, group))
+}
+
+// Service returns a service of cluster by name, or nil.
+func (r *ReadTxn) Service(ws WatchSet, cluster, name string) (*orchv1.Service, error) {
+	return first[*orchv1.Service](r, ws, TableServices, "id", serviceKey(cluster, name))
+}
+
+// ServicesByCluster returns the services of cluster, by name.
+func (r *ReadTxn) ServicesByCluster(ws WatchSet, cluster string) ([]*orchv1.Service, error) {
+	return list[*orchv1.Service](r, ws, TableServices, "cluster", cluster)
+}
+
+// Services returns every service.
+func (r *ReadTxn) Services(ws WatchSet) ([]*orchv1.Service, error) {
+	return list[*orchv1.Service](r, ws, TableServices, "id")
+}
+
+// PutService inserts or replaces a service.
+func (w *WriteTxn) PutService(s *orchv1.Service) error { return w.insert(TableServices, s) }
+
+// DeleteService removes a service.
+func (w *WriteTxn) DeleteService(s *orchv1.Service) error { return w.delete(TableServices, s) }

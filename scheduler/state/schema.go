@@ -25,6 +25,7 @@ const (
 	TableServers   = "servers"
 	TableTokens    = "tokens"
 	TablePKI       = "pki" // one record: the cluster CA and join tokens
+	TableServices  = "services"
 )
 
 // keyIndex is a memdb indexer over a string computed from the object. An empty key leaves the
@@ -94,6 +95,11 @@ func schema() *memdb.DBSchema {
 			"cluster":  index("cluster", false, func(t *orchv1.Task) string { return t.GetCluster() }),
 			"host":     index("host", false, func(t *orchv1.Task) string { return t.GetHostId() }),
 			"instance": index("instance", false, func(t *orchv1.Task) string { return t.GetContainerInstanceId() }),
+			"group":    index("group", false, func(t *orchv1.Task) string { return groupKey(t.GetCluster(), t.GetGroup()) }),
+		}},
+		TableServices: {Name: TableServices, Indexes: map[string]*memdb.IndexSchema{
+			"id":      index("id", true, func(s *orchv1.Service) string { return serviceKey(s.GetCluster(), s.GetServiceName()) }),
+			"cluster": index("cluster", false, func(s *orchv1.Service) string { return s.GetCluster() }),
 		}},
 		TableServers: {Name: TableServers, Indexes: map[string]*memdb.IndexSchema{
 			"id": index("id", true, func(s *orchv1.SchedulerServer) string { return s.GetId() }),
@@ -109,6 +115,18 @@ func schema() *memdb.DBSchema {
 			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Table"}},
 		}},
 	}}
+}
+
+// serviceKey is a service's key: its cluster and name.
+func serviceKey(cluster, name string) string { return cluster + "/" + name }
+
+// groupKey indexes tasks by cluster and group ("service:web"); tasks without a group are left
+// out.
+func groupKey(cluster, group string) string {
+	if group == "" {
+		return ""
+	}
+	return cluster + "/" + group
 }
 
 // pkiKey is the key of the single ClusterPKI record.

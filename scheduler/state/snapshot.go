@@ -23,6 +23,7 @@ const (
 	recServer   byte = 7
 	recToken    byte = 8
 	recPKI      byte = 9
+	recService  byte = 10
 )
 
 // WriteSnapshot streams every table of this read transaction to w.
@@ -53,7 +54,7 @@ func (r *ReadTxn) WriteSnapshot(w io.Writer) error {
 	}{
 		{TableClusters, recCluster}, {TableHosts, recHost}, {TableInstances, recInstance},
 		{TableTaskDefs, recTaskDef}, {TableTasks, recTask}, {TableServers, recServer}, {TableTokens, recToken},
-		{TablePKI, recPKI},
+		{TablePKI, recPKI}, {TableServices, recService},
 	}
 	for _, t := range tables {
 		it, err := r.txn.Get(t.table, "id")
@@ -121,6 +122,8 @@ func ReadSnapshot(rd io.Reader) (*Store, error) {
 			table, m = TableTasks, &orchv1.Task{}
 		case recToken:
 			table, m = TableTokens, &orchv1.APIToken{}
+		case recService:
+			table, m = TableServices, &orchv1.Service{}
 		case recPKI:
 			table, m = TablePKI, &orchv1.ClusterPKI{}
 		case recServer:

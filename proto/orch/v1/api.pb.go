@@ -1986,6 +1986,638 @@ func (x *ListTagsForResourceResponse) GetTags() []*Tag {
 	return nil
 }
 
+type CreateServiceRequest struct {
+	state                         protoimpl.MessageState   `protogen:"open.v1"`
+	Cluster                       string                   `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	ServiceName                   string                   `protobuf:"bytes,2,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	TaskDefinition                string                   `protobuf:"bytes,3,opt,name=task_definition,json=taskDefinition,proto3" json:"task_definition,omitempty"`
+	DesiredCount                  *int32                   `protobuf:"varint,4,opt,name=desired_count,json=desiredCount,proto3,oneof" json:"desired_count,omitempty"` // required (REPLICA)
+	DeploymentConfiguration       *DeploymentConfiguration `protobuf:"bytes,5,opt,name=deployment_configuration,json=deploymentConfiguration,proto3" json:"deployment_configuration,omitempty"`
+	LaunchType                    string                   `protobuf:"bytes,6,opt,name=launch_type,json=launchType,proto3" json:"launch_type,omitempty"`
+	SchedulingStrategy            string                   `protobuf:"bytes,7,opt,name=scheduling_strategy,json=schedulingStrategy,proto3" json:"scheduling_strategy,omitempty"` // REPLICA (default); DAEMON is not supported
+	HealthCheckGracePeriodSeconds int32                    `protobuf:"varint,8,opt,name=health_check_grace_period_seconds,json=healthCheckGracePeriodSeconds,proto3" json:"health_check_grace_period_seconds,omitempty"`
+	Tags                          []*Tag                   `protobuf:"bytes,9,rep,name=tags,proto3" json:"tags,omitempty"`
+	ClientToken                   string                   `protobuf:"bytes,10,opt,name=client_token,json=clientToken,proto3" json:"client_token,omitempty"`
+	PlacementConstraints          []*PlacementConstraint   `protobuf:"bytes,11,rep,name=placement_constraints,json=placementConstraints,proto3" json:"placement_constraints,omitempty"`
+	PlacementStrategy             []*PlacementStrategy     `protobuf:"bytes,12,rep,name=placement_strategy,json=placementStrategy,proto3" json:"placement_strategy,omitempty"`
+	unknownFields                 protoimpl.UnknownFields
+	sizeCache                     protoimpl.SizeCache
+}
+
+func (x *CreateServiceRequest) Reset() {
+	*x = CreateServiceRequest{}
+	mi := &file_orch_v1_api_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateServiceRequest) ProtoMessage() {}
+
+func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
+func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *CreateServiceRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *CreateServiceRequest) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
+func (x *CreateServiceRequest) GetTaskDefinition() string {
+	if x != nil {
+		return x.TaskDefinition
+	}
+	return ""
+}
+
+func (x *CreateServiceRequest) GetDesiredCount() int32 {
+	if x != nil && x.DesiredCount != nil {
+		return *x.DesiredCount
+	}
+	return 0
+}
+
+func (x *CreateServiceRequest) GetDeploymentConfiguration() *DeploymentConfiguration {
+	if x != nil {
+		return x.DeploymentConfiguration
+	}
+	return nil
+}
+
+func (x *CreateServiceRequest) GetLaunchType() string {
+	if x != nil {
+		return x.LaunchType
+	}
+	return ""
+}
+
+func (x *CreateServiceRequest) GetSchedulingStrategy() string {
+	if x != nil {
+		return x.SchedulingStrategy
+	}
+	return ""
+}
+
+func (x *CreateServiceRequest) GetHealthCheckGracePeriodSeconds() int32 {
+	if x != nil {
+		return x.HealthCheckGracePeriodSeconds
+	}
+	return 0
+}
+
+func (x *CreateServiceRequest) GetTags() []*Tag {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *CreateServiceRequest) GetClientToken() string {
+	if x != nil {
+		return x.ClientToken
+	}
+	return ""
+}
+
+func (x *CreateServiceRequest) GetPlacementConstraints() []*PlacementConstraint {
+	if x != nil {
+		return x.PlacementConstraints
+	}
+	return nil
+}
+
+func (x *CreateServiceRequest) GetPlacementStrategy() []*PlacementStrategy {
+	if x != nil {
+		return x.PlacementStrategy
+	}
+	return nil
+}
+
+type CreateServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateServiceResponse) Reset() {
+	*x = CreateServiceResponse{}
+	mi := &file_orch_v1_api_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateServiceResponse) ProtoMessage() {}
+
+func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
+func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *CreateServiceResponse) GetService() *Service {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+type UpdateServiceRequest struct {
+	state                         protoimpl.MessageState   `protogen:"open.v1"`
+	Cluster                       string                   `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Service                       string                   `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`                                     // name or ARN
+	TaskDefinition                string                   `protobuf:"bytes,3,opt,name=task_definition,json=taskDefinition,proto3" json:"task_definition,omitempty"` // empty keeps the current one
+	DesiredCount                  *int32                   `protobuf:"varint,4,opt,name=desired_count,json=desiredCount,proto3,oneof" json:"desired_count,omitempty"`
+	DeploymentConfiguration       *DeploymentConfiguration `protobuf:"bytes,5,opt,name=deployment_configuration,json=deploymentConfiguration,proto3" json:"deployment_configuration,omitempty"`
+	ForceNewDeployment            bool                     `protobuf:"varint,6,opt,name=force_new_deployment,json=forceNewDeployment,proto3" json:"force_new_deployment,omitempty"`
+	HealthCheckGracePeriodSeconds *int32                   `protobuf:"varint,7,opt,name=health_check_grace_period_seconds,json=healthCheckGracePeriodSeconds,proto3,oneof" json:"health_check_grace_period_seconds,omitempty"`
+	unknownFields                 protoimpl.UnknownFields
+	sizeCache                     protoimpl.SizeCache
+}
+
+func (x *UpdateServiceRequest) Reset() {
+	*x = UpdateServiceRequest{}
+	mi := &file_orch_v1_api_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateServiceRequest) ProtoMessage() {}
+
+func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
+func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *UpdateServiceRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *UpdateServiceRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *UpdateServiceRequest) GetTaskDefinition() string {
+	if x != nil {
+		return x.TaskDefinition
+	}
+	return ""
+}
+
+func (x *UpdateServiceRequest) GetDesiredCount() int32 {
+	if x != nil && x.DesiredCount != nil {
+		return *x.DesiredCount
+	}
+	return 0
+}
+
+func (x *UpdateServiceRequest) GetDeploymentConfiguration() *DeploymentConfiguration {
+	if x != nil {
+		return x.DeploymentConfiguration
+	}
+	return nil
+}
+
+func (x *UpdateServiceRequest) GetForceNewDeployment() bool {
+	if x != nil {
+		return x.ForceNewDeployment
+	}
+	return false
+}
+
+func (x *UpdateServiceRequest) GetHealthCheckGracePeriodSeconds() int32 {
+	if x != nil && x.HealthCheckGracePeriodSeconds != nil {
+		return *x.HealthCheckGracePeriodSeconds
+	}
+	return 0
+}
+
+type UpdateServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateServiceResponse) Reset() {
+	*x = UpdateServiceResponse{}
+	mi := &file_orch_v1_api_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateServiceResponse) ProtoMessage() {}
+
+func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
+func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *UpdateServiceResponse) GetService() *Service {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+type DeleteServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Service       string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	Force         bool                   `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"` // delete even if desiredCount is not 0 (scales it to 0 first)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteServiceRequest) Reset() {
+	*x = DeleteServiceRequest{}
+	mi := &file_orch_v1_api_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteServiceRequest) ProtoMessage() {}
+
+func (x *DeleteServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteServiceRequest.ProtoReflect.Descriptor instead.
+func (*DeleteServiceRequest) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *DeleteServiceRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *DeleteServiceRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *DeleteServiceRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type DeleteServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteServiceResponse) Reset() {
+	*x = DeleteServiceResponse{}
+	mi := &file_orch_v1_api_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteServiceResponse) ProtoMessage() {}
+
+func (x *DeleteServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteServiceResponse.ProtoReflect.Descriptor instead.
+func (*DeleteServiceResponse) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *DeleteServiceResponse) GetService() *Service {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+type DescribeServicesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Services      []string               `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"` // names or ARNs, at most 10
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeServicesRequest) Reset() {
+	*x = DescribeServicesRequest{}
+	mi := &file_orch_v1_api_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeServicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeServicesRequest) ProtoMessage() {}
+
+func (x *DescribeServicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeServicesRequest.ProtoReflect.Descriptor instead.
+func (*DescribeServicesRequest) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *DescribeServicesRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *DescribeServicesRequest) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type DescribeServicesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Services      []*Service             `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	Failures      []*Failure             `protobuf:"bytes,2,rep,name=failures,proto3" json:"failures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeServicesResponse) Reset() {
+	*x = DescribeServicesResponse{}
+	mi := &file_orch_v1_api_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeServicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeServicesResponse) ProtoMessage() {}
+
+func (x *DescribeServicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeServicesResponse.ProtoReflect.Descriptor instead.
+func (*DescribeServicesResponse) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *DescribeServicesResponse) GetServices() []*Service {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *DescribeServicesResponse) GetFailures() []*Failure {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
+type ListServicesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	MaxResults    int32                  `protobuf:"varint,2,opt,name=max_results,json=maxResults,proto3" json:"max_results,omitempty"`
+	NextToken     string                 `protobuf:"bytes,3,opt,name=next_token,json=nextToken,proto3" json:"next_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListServicesRequest) Reset() {
+	*x = ListServicesRequest{}
+	mi := &file_orch_v1_api_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListServicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListServicesRequest) ProtoMessage() {}
+
+func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
+func (*ListServicesRequest) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ListServicesRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *ListServicesRequest) GetMaxResults() int32 {
+	if x != nil {
+		return x.MaxResults
+	}
+	return 0
+}
+
+func (x *ListServicesRequest) GetNextToken() string {
+	if x != nil {
+		return x.NextToken
+	}
+	return ""
+}
+
+type ListServicesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ServiceArns   []string               `protobuf:"bytes,1,rep,name=service_arns,json=serviceArns,proto3" json:"service_arns,omitempty"`
+	NextToken     string                 `protobuf:"bytes,2,opt,name=next_token,json=nextToken,proto3" json:"next_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListServicesResponse) Reset() {
+	*x = ListServicesResponse{}
+	mi := &file_orch_v1_api_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListServicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListServicesResponse) ProtoMessage() {}
+
+func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_api_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
+func (*ListServicesResponse) Descriptor() ([]byte, []int) {
+	return file_orch_v1_api_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ListServicesResponse) GetServiceArns() []string {
+	if x != nil {
+		return x.ServiceArns
+	}
+	return nil
+}
+
+func (x *ListServicesResponse) GetNextToken() string {
+	if x != nil {
+		return x.NextToken
+	}
+	return ""
+}
+
 var File_orch_v1_api_proto protoreflect.FileDescriptor
 
 const file_orch_v1_api_proto_rawDesc = "" +
@@ -2106,7 +2738,59 @@ const file_orch_v1_api_proto_rawDesc = "" +
 	"consistent\x18\x02 \x01(\bR\n" +
 	"consistent\"?\n" +
 	"\x1bListTagsForResourceResponse\x12 \n" +
-	"\x04tags\x18\x01 \x03(\v2\f.orch.v1.TagR\x04tags2\xe8\f\n" +
+	"\x04tags\x18\x01 \x03(\v2\f.orch.v1.TagR\x04tags\"\x94\x05\n" +
+	"\x14CreateServiceRequest\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12!\n" +
+	"\fservice_name\x18\x02 \x01(\tR\vserviceName\x12'\n" +
+	"\x0ftask_definition\x18\x03 \x01(\tR\x0etaskDefinition\x12(\n" +
+	"\rdesired_count\x18\x04 \x01(\x05H\x00R\fdesiredCount\x88\x01\x01\x12[\n" +
+	"\x18deployment_configuration\x18\x05 \x01(\v2 .orch.v1.DeploymentConfigurationR\x17deploymentConfiguration\x12\x1f\n" +
+	"\vlaunch_type\x18\x06 \x01(\tR\n" +
+	"launchType\x12/\n" +
+	"\x13scheduling_strategy\x18\a \x01(\tR\x12schedulingStrategy\x12H\n" +
+	"!health_check_grace_period_seconds\x18\b \x01(\x05R\x1dhealthCheckGracePeriodSeconds\x12 \n" +
+	"\x04tags\x18\t \x03(\v2\f.orch.v1.TagR\x04tags\x12!\n" +
+	"\fclient_token\x18\n" +
+	" \x01(\tR\vclientToken\x12Q\n" +
+	"\x15placement_constraints\x18\v \x03(\v2\x1c.orch.v1.PlacementConstraintR\x14placementConstraints\x12I\n" +
+	"\x12placement_strategy\x18\f \x03(\v2\x1a.orch.v1.PlacementStrategyR\x11placementStrategyB\x10\n" +
+	"\x0e_desired_count\"C\n" +
+	"\x15CreateServiceResponse\x12*\n" +
+	"\aservice\x18\x01 \x01(\v2\x10.orch.v1.ServiceR\aservice\"\xb3\x03\n" +
+	"\x14UpdateServiceRequest\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12'\n" +
+	"\x0ftask_definition\x18\x03 \x01(\tR\x0etaskDefinition\x12(\n" +
+	"\rdesired_count\x18\x04 \x01(\x05H\x00R\fdesiredCount\x88\x01\x01\x12[\n" +
+	"\x18deployment_configuration\x18\x05 \x01(\v2 .orch.v1.DeploymentConfigurationR\x17deploymentConfiguration\x120\n" +
+	"\x14force_new_deployment\x18\x06 \x01(\bR\x12forceNewDeployment\x12M\n" +
+	"!health_check_grace_period_seconds\x18\a \x01(\x05H\x01R\x1dhealthCheckGracePeriodSeconds\x88\x01\x01B\x10\n" +
+	"\x0e_desired_countB$\n" +
+	"\"_health_check_grace_period_seconds\"C\n" +
+	"\x15UpdateServiceResponse\x12*\n" +
+	"\aservice\x18\x01 \x01(\v2\x10.orch.v1.ServiceR\aservice\"`\n" +
+	"\x14DeleteServiceRequest\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\"C\n" +
+	"\x15DeleteServiceResponse\x12*\n" +
+	"\aservice\x18\x01 \x01(\v2\x10.orch.v1.ServiceR\aservice\"O\n" +
+	"\x17DescribeServicesRequest\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1a\n" +
+	"\bservices\x18\x02 \x03(\tR\bservices\"v\n" +
+	"\x18DescribeServicesResponse\x12,\n" +
+	"\bservices\x18\x01 \x03(\v2\x10.orch.v1.ServiceR\bservices\x12,\n" +
+	"\bfailures\x18\x02 \x03(\v2\x10.orch.v1.FailureR\bfailures\"o\n" +
+	"\x13ListServicesRequest\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1f\n" +
+	"\vmax_results\x18\x02 \x01(\x05R\n" +
+	"maxResults\x12\x1d\n" +
+	"\n" +
+	"next_token\x18\x03 \x01(\tR\tnextToken\"X\n" +
+	"\x14ListServicesResponse\x12!\n" +
+	"\fservice_arns\x18\x01 \x03(\tR\vserviceArns\x12\x1d\n" +
+	"\n" +
+	"next_token\x18\x02 \x01(\tR\tnextToken2\xfe\x0f\n" +
 	"\x04Orch\x12N\n" +
 	"\rCreateCluster\x12\x1d.orch.v1.CreateClusterRequest\x1a\x1e.orch.v1.CreateClusterResponse\x12W\n" +
 	"\x10DescribeClusters\x12 .orch.v1.DescribeClustersRequest\x1a!.orch.v1.DescribeClustersResponse\x12K\n" +
@@ -2121,7 +2805,12 @@ const file_orch_v1_api_proto_rawDesc = "" +
 	"\rDescribeTasks\x12\x1d.orch.v1.DescribeTasksRequest\x1a\x1e.orch.v1.DescribeTasksResponse\x12B\n" +
 	"\tListTasks\x12\x19.orch.v1.ListTasksRequest\x1a\x1a.orch.v1.ListTasksResponse\x12G\n" +
 	"\n" +
-	"WatchTasks\x12\x1a.orch.v1.WatchTasksRequest\x1a\x1b.orch.v1.WatchTasksResponse0\x01\x12i\n" +
+	"WatchTasks\x12\x1a.orch.v1.WatchTasksRequest\x1a\x1b.orch.v1.WatchTasksResponse0\x01\x12N\n" +
+	"\rCreateService\x12\x1d.orch.v1.CreateServiceRequest\x1a\x1e.orch.v1.CreateServiceResponse\x12N\n" +
+	"\rUpdateService\x12\x1d.orch.v1.UpdateServiceRequest\x1a\x1e.orch.v1.UpdateServiceResponse\x12N\n" +
+	"\rDeleteService\x12\x1d.orch.v1.DeleteServiceRequest\x1a\x1e.orch.v1.DeleteServiceResponse\x12W\n" +
+	"\x10DescribeServices\x12 .orch.v1.DescribeServicesRequest\x1a!.orch.v1.DescribeServicesResponse\x12K\n" +
+	"\fListServices\x12\x1c.orch.v1.ListServicesRequest\x1a\x1d.orch.v1.ListServicesResponse\x12i\n" +
 	"\x16ListContainerInstances\x12&.orch.v1.ListContainerInstancesRequest\x1a'.orch.v1.ListContainerInstancesResponse\x12u\n" +
 	"\x1aDescribeContainerInstances\x12*.orch.v1.DescribeContainerInstancesRequest\x1a+.orch.v1.DescribeContainerInstancesResponse\x12H\n" +
 	"\vTagResource\x12\x1b.orch.v1.TagResourceRequest\x1a\x1c.orch.v1.TagResourceResponse\x12N\n" +
@@ -2141,7 +2830,7 @@ func file_orch_v1_api_proto_rawDescGZIP() []byte {
 	return file_orch_v1_api_proto_rawDescData
 }
 
-var file_orch_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_orch_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_orch_v1_api_proto_goTypes = []any{
 	(*CreateClusterRequest)(nil),               // 0: orch.v1.CreateClusterRequest
 	(*CreateClusterResponse)(nil),              // 1: orch.v1.CreateClusterResponse
@@ -2181,85 +2870,117 @@ var file_orch_v1_api_proto_goTypes = []any{
 	(*UntagResourceResponse)(nil),              // 35: orch.v1.UntagResourceResponse
 	(*ListTagsForResourceRequest)(nil),         // 36: orch.v1.ListTagsForResourceRequest
 	(*ListTagsForResourceResponse)(nil),        // 37: orch.v1.ListTagsForResourceResponse
-	(*Tag)(nil),                                // 38: orch.v1.Tag
-	(*Cluster)(nil),                            // 39: orch.v1.Cluster
-	(*Failure)(nil),                            // 40: orch.v1.Failure
-	(*TaskDefinition)(nil),                     // 41: orch.v1.TaskDefinition
-	(*TaskOverride)(nil),                       // 42: orch.v1.TaskOverride
-	(*PlacementConstraint)(nil),                // 43: orch.v1.PlacementConstraint
-	(*PlacementStrategy)(nil),                  // 44: orch.v1.PlacementStrategy
-	(*Task)(nil),                               // 45: orch.v1.Task
-	(*ContainerInstance)(nil),                  // 46: orch.v1.ContainerInstance
+	(*CreateServiceRequest)(nil),               // 38: orch.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),              // 39: orch.v1.CreateServiceResponse
+	(*UpdateServiceRequest)(nil),               // 40: orch.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),              // 41: orch.v1.UpdateServiceResponse
+	(*DeleteServiceRequest)(nil),               // 42: orch.v1.DeleteServiceRequest
+	(*DeleteServiceResponse)(nil),              // 43: orch.v1.DeleteServiceResponse
+	(*DescribeServicesRequest)(nil),            // 44: orch.v1.DescribeServicesRequest
+	(*DescribeServicesResponse)(nil),           // 45: orch.v1.DescribeServicesResponse
+	(*ListServicesRequest)(nil),                // 46: orch.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),               // 47: orch.v1.ListServicesResponse
+	(*Tag)(nil),                                // 48: orch.v1.Tag
+	(*Cluster)(nil),                            // 49: orch.v1.Cluster
+	(*Failure)(nil),                            // 50: orch.v1.Failure
+	(*TaskDefinition)(nil),                     // 51: orch.v1.TaskDefinition
+	(*TaskOverride)(nil),                       // 52: orch.v1.TaskOverride
+	(*PlacementConstraint)(nil),                // 53: orch.v1.PlacementConstraint
+	(*PlacementStrategy)(nil),                  // 54: orch.v1.PlacementStrategy
+	(*Task)(nil),                               // 55: orch.v1.Task
+	(*ContainerInstance)(nil),                  // 56: orch.v1.ContainerInstance
+	(*DeploymentConfiguration)(nil),            // 57: orch.v1.DeploymentConfiguration
+	(*Service)(nil),                            // 58: orch.v1.Service
 }
 var file_orch_v1_api_proto_depIdxs = []int32{
-	38, // 0: orch.v1.CreateClusterRequest.tags:type_name -> orch.v1.Tag
-	39, // 1: orch.v1.CreateClusterResponse.cluster:type_name -> orch.v1.Cluster
-	39, // 2: orch.v1.DescribeClustersResponse.clusters:type_name -> orch.v1.Cluster
-	40, // 3: orch.v1.DescribeClustersResponse.failures:type_name -> orch.v1.Failure
-	39, // 4: orch.v1.DeleteClusterResponse.cluster:type_name -> orch.v1.Cluster
-	41, // 5: orch.v1.RegisterTaskDefinitionRequest.task_definition:type_name -> orch.v1.TaskDefinition
-	41, // 6: orch.v1.RegisterTaskDefinitionResponse.task_definition:type_name -> orch.v1.TaskDefinition
-	38, // 7: orch.v1.RegisterTaskDefinitionResponse.tags:type_name -> orch.v1.Tag
-	41, // 8: orch.v1.DescribeTaskDefinitionResponse.task_definition:type_name -> orch.v1.TaskDefinition
-	38, // 9: orch.v1.DescribeTaskDefinitionResponse.tags:type_name -> orch.v1.Tag
-	41, // 10: orch.v1.DeregisterTaskDefinitionResponse.task_definition:type_name -> orch.v1.TaskDefinition
-	42, // 11: orch.v1.RunTaskRequest.overrides:type_name -> orch.v1.TaskOverride
-	43, // 12: orch.v1.RunTaskRequest.placement_constraints:type_name -> orch.v1.PlacementConstraint
-	44, // 13: orch.v1.RunTaskRequest.placement_strategy:type_name -> orch.v1.PlacementStrategy
-	38, // 14: orch.v1.RunTaskRequest.tags:type_name -> orch.v1.Tag
-	45, // 15: orch.v1.RunTaskResponse.tasks:type_name -> orch.v1.Task
-	40, // 16: orch.v1.RunTaskResponse.failures:type_name -> orch.v1.Failure
-	45, // 17: orch.v1.StopTaskResponse.task:type_name -> orch.v1.Task
-	45, // 18: orch.v1.DescribeTasksResponse.tasks:type_name -> orch.v1.Task
-	40, // 19: orch.v1.DescribeTasksResponse.failures:type_name -> orch.v1.Failure
-	45, // 20: orch.v1.WatchTasksResponse.tasks:type_name -> orch.v1.Task
-	46, // 21: orch.v1.DescribeContainerInstancesResponse.container_instances:type_name -> orch.v1.ContainerInstance
-	40, // 22: orch.v1.DescribeContainerInstancesResponse.failures:type_name -> orch.v1.Failure
-	38, // 23: orch.v1.TagResourceRequest.tags:type_name -> orch.v1.Tag
-	38, // 24: orch.v1.ListTagsForResourceResponse.tags:type_name -> orch.v1.Tag
-	0,  // 25: orch.v1.Orch.CreateCluster:input_type -> orch.v1.CreateClusterRequest
-	2,  // 26: orch.v1.Orch.DescribeClusters:input_type -> orch.v1.DescribeClustersRequest
-	4,  // 27: orch.v1.Orch.ListClusters:input_type -> orch.v1.ListClustersRequest
-	6,  // 28: orch.v1.Orch.DeleteCluster:input_type -> orch.v1.DeleteClusterRequest
-	8,  // 29: orch.v1.Orch.RegisterTaskDefinition:input_type -> orch.v1.RegisterTaskDefinitionRequest
-	10, // 30: orch.v1.Orch.DescribeTaskDefinition:input_type -> orch.v1.DescribeTaskDefinitionRequest
-	12, // 31: orch.v1.Orch.ListTaskDefinitions:input_type -> orch.v1.ListTaskDefinitionsRequest
-	14, // 32: orch.v1.Orch.DeregisterTaskDefinition:input_type -> orch.v1.DeregisterTaskDefinitionRequest
-	16, // 33: orch.v1.Orch.RunTask:input_type -> orch.v1.RunTaskRequest
-	18, // 34: orch.v1.Orch.StopTask:input_type -> orch.v1.StopTaskRequest
-	20, // 35: orch.v1.Orch.DescribeTasks:input_type -> orch.v1.DescribeTasksRequest
-	22, // 36: orch.v1.Orch.ListTasks:input_type -> orch.v1.ListTasksRequest
-	24, // 37: orch.v1.Orch.WatchTasks:input_type -> orch.v1.WatchTasksRequest
-	26, // 38: orch.v1.Orch.ListContainerInstances:input_type -> orch.v1.ListContainerInstancesRequest
-	28, // 39: orch.v1.Orch.DescribeContainerInstances:input_type -> orch.v1.DescribeContainerInstancesRequest
-	32, // 40: orch.v1.Orch.TagResource:input_type -> orch.v1.TagResourceRequest
-	34, // 41: orch.v1.Orch.UntagResource:input_type -> orch.v1.UntagResourceRequest
-	36, // 42: orch.v1.Orch.ListTagsForResource:input_type -> orch.v1.ListTagsForResourceRequest
-	30, // 43: orch.v1.Orch.GetLogs:input_type -> orch.v1.GetLogsRequest
-	1,  // 44: orch.v1.Orch.CreateCluster:output_type -> orch.v1.CreateClusterResponse
-	3,  // 45: orch.v1.Orch.DescribeClusters:output_type -> orch.v1.DescribeClustersResponse
-	5,  // 46: orch.v1.Orch.ListClusters:output_type -> orch.v1.ListClustersResponse
-	7,  // 47: orch.v1.Orch.DeleteCluster:output_type -> orch.v1.DeleteClusterResponse
-	9,  // 48: orch.v1.Orch.RegisterTaskDefinition:output_type -> orch.v1.RegisterTaskDefinitionResponse
-	11, // 49: orch.v1.Orch.DescribeTaskDefinition:output_type -> orch.v1.DescribeTaskDefinitionResponse
-	13, // 50: orch.v1.Orch.ListTaskDefinitions:output_type -> orch.v1.ListTaskDefinitionsResponse
-	15, // 51: orch.v1.Orch.DeregisterTaskDefinition:output_type -> orch.v1.DeregisterTaskDefinitionResponse
-	17, // 52: orch.v1.Orch.RunTask:output_type -> orch.v1.RunTaskResponse
-	19, // 53: orch.v1.Orch.StopTask:output_type -> orch.v1.StopTaskResponse
-	21, // 54: orch.v1.Orch.DescribeTasks:output_type -> orch.v1.DescribeTasksResponse
-	23, // 55: orch.v1.Orch.ListTasks:output_type -> orch.v1.ListTasksResponse
-	25, // 56: orch.v1.Orch.WatchTasks:output_type -> orch.v1.WatchTasksResponse
-	27, // 57: orch.v1.Orch.ListContainerInstances:output_type -> orch.v1.ListContainerInstancesResponse
-	29, // 58: orch.v1.Orch.DescribeContainerInstances:output_type -> orch.v1.DescribeContainerInstancesResponse
-	33, // 59: orch.v1.Orch.TagResource:output_type -> orch.v1.TagResourceResponse
-	35, // 60: orch.v1.Orch.UntagResource:output_type -> orch.v1.UntagResourceResponse
-	37, // 61: orch.v1.Orch.ListTagsForResource:output_type -> orch.v1.ListTagsForResourceResponse
-	31, // 62: orch.v1.Orch.GetLogs:output_type -> orch.v1.LogEntry
-	44, // [44:63] is the sub-list for method output_type
-	25, // [25:44] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	48, // 0: orch.v1.CreateClusterRequest.tags:type_name -> orch.v1.Tag
+	49, // 1: orch.v1.CreateClusterResponse.cluster:type_name -> orch.v1.Cluster
+	49, // 2: orch.v1.DescribeClustersResponse.clusters:type_name -> orch.v1.Cluster
+	50, // 3: orch.v1.DescribeClustersResponse.failures:type_name -> orch.v1.Failure
+	49, // 4: orch.v1.DeleteClusterResponse.cluster:type_name -> orch.v1.Cluster
+	51, // 5: orch.v1.RegisterTaskDefinitionRequest.task_definition:type_name -> orch.v1.TaskDefinition
+	51, // 6: orch.v1.RegisterTaskDefinitionResponse.task_definition:type_name -> orch.v1.TaskDefinition
+	48, // 7: orch.v1.RegisterTaskDefinitionResponse.tags:type_name -> orch.v1.Tag
+	51, // 8: orch.v1.DescribeTaskDefinitionResponse.task_definition:type_name -> orch.v1.TaskDefinition
+	48, // 9: orch.v1.DescribeTaskDefinitionResponse.tags:type_name -> orch.v1.Tag
+	51, // 10: orch.v1.DeregisterTaskDefinitionResponse.task_definition:type_name -> orch.v1.TaskDefinition
+	52, // 11: orch.v1.RunTaskRequest.overrides:type_name -> orch.v1.TaskOverride
+	53, // 12: orch.v1.RunTaskRequest.placement_constraints:type_name -> orch.v1.PlacementConstraint
+	54, // 13: orch.v1.RunTaskRequest.placement_strategy:type_name -> orch.v1.PlacementStrategy
+	48, // 14: orch.v1.RunTaskRequest.tags:type_name -> orch.v1.Tag
+	55, // 15: orch.v1.RunTaskResponse.tasks:type_name -> orch.v1.Task
+	50, // 16: orch.v1.RunTaskResponse.failures:type_name -> orch.v1.Failure
+	55, // 17: orch.v1.StopTaskResponse.task:type_name -> orch.v1.Task
+	55, // 18: orch.v1.DescribeTasksResponse.tasks:type_name -> orch.v1.Task
+	50, // 19: orch.v1.DescribeTasksResponse.failures:type_name -> orch.v1.Failure
+	55, // 20: orch.v1.WatchTasksResponse.tasks:type_name -> orch.v1.Task
+	56, // 21: orch.v1.DescribeContainerInstancesResponse.container_instances:type_name -> orch.v1.ContainerInstance
+	50, // 22: orch.v1.DescribeContainerInstancesResponse.failures:type_name -> orch.v1.Failure
+	48, // 23: orch.v1.TagResourceRequest.tags:type_name -> orch.v1.Tag
+	48, // 24: orch.v1.ListTagsForResourceResponse.tags:type_name -> orch.v1.Tag
+	57, // 25: orch.v1.CreateServiceRequest.deployment_configuration:type_name -> orch.v1.DeploymentConfiguration
+	48, // 26: orch.v1.CreateServiceRequest.tags:type_name -> orch.v1.Tag
+	53, // 27: orch.v1.CreateServiceRequest.placement_constraints:type_name -> orch.v1.PlacementConstraint
+	54, // 28: orch.v1.CreateServiceRequest.placement_strategy:type_name -> orch.v1.PlacementStrategy
+	58, // 29: orch.v1.CreateServiceResponse.service:type_name -> orch.v1.Service
+	57, // 30: orch.v1.UpdateServiceRequest.deployment_configuration:type_name -> orch.v1.DeploymentConfiguration
+	58, // 31: orch.v1.UpdateServiceResponse.service:type_name -> orch.v1.Service
+	58, // 32: orch.v1.DeleteServiceResponse.service:type_name -> orch.v1.Service
+	58, // 33: orch.v1.DescribeServicesResponse.services:type_name -> orch.v1.Service
+	50, // 34: orch.v1.DescribeServicesResponse.failures:type_name -> orch.v1.Failure
+	0,  // 35: orch.v1.Orch.CreateCluster:input_type -> orch.v1.CreateClusterRequest
+	2,  // 36: orch.v1.Orch.DescribeClusters:input_type -> orch.v1.DescribeClustersRequest
+	4,  // 37: orch.v1.Orch.ListClusters:input_type -> orch.v1.ListClustersRequest
+	6,  // 38: orch.v1.Orch.DeleteCluster:input_type -> orch.v1.DeleteClusterRequest
+	8,  // 39: orch.v1.Orch.RegisterTaskDefinition:input_type -> orch.v1.RegisterTaskDefinitionRequest
+	10, // 40: orch.v1.Orch.DescribeTaskDefinition:input_type -> orch.v1.DescribeTaskDefinitionRequest
+	12, // 41: orch.v1.Orch.ListTaskDefinitions:input_type -> orch.v1.ListTaskDefinitionsRequest
+	14, // 42: orch.v1.Orch.DeregisterTaskDefinition:input_type -> orch.v1.DeregisterTaskDefinitionRequest
+	16, // 43: orch.v1.Orch.RunTask:input_type -> orch.v1.RunTaskRequest
+	18, // 44: orch.v1.Orch.StopTask:input_type -> orch.v1.StopTaskRequest
+	20, // 45: orch.v1.Orch.DescribeTasks:input_type -> orch.v1.DescribeTasksRequest
+	22, // 46: orch.v1.Orch.ListTasks:input_type -> orch.v1.ListTasksRequest
+	24, // 47: orch.v1.Orch.WatchTasks:input_type -> orch.v1.WatchTasksRequest
+	38, // 48: orch.v1.Orch.CreateService:input_type -> orch.v1.CreateServiceRequest
+	40, // 49: orch.v1.Orch.UpdateService:input_type -> orch.v1.UpdateServiceRequest
+	42, // 50: orch.v1.Orch.DeleteService:input_type -> orch.v1.DeleteServiceRequest
+	44, // 51: orch.v1.Orch.DescribeServices:input_type -> orch.v1.DescribeServicesRequest
+	46, // 52: orch.v1.Orch.ListServices:input_type -> orch.v1.ListServicesRequest
+	26, // 53: orch.v1.Orch.ListContainerInstances:input_type -> orch.v1.ListContainerInstancesRequest
+	28, // 54: orch.v1.Orch.DescribeContainerInstances:input_type -> orch.v1.DescribeContainerInstancesRequest
+	32, // 55: orch.v1.Orch.TagResource:input_type -> orch.v1.TagResourceRequest
+	34, // 56: orch.v1.Orch.UntagResource:input_type -> orch.v1.UntagResourceRequest
+	36, // 57: orch.v1.Orch.ListTagsForResource:input_type -> orch.v1.ListTagsForResourceRequest
+	30, // 58: orch.v1.Orch.GetLogs:input_type -> orch.v1.GetLogsRequest
+	1,  // 59: orch.v1.Orch.CreateCluster:output_type -> orch.v1.CreateClusterResponse
+	3,  // 60: orch.v1.Orch.DescribeClusters:output_type -> orch.v1.DescribeClustersResponse
+	5,  // 61: orch.v1.Orch.ListClusters:output_type -> orch.v1.ListClustersResponse
+	7,  // 62: orch.v1.Orch.DeleteCluster:output_type -> orch.v1.DeleteClusterResponse
+	9,  // 63: orch.v1.Orch.RegisterTaskDefinition:output_type -> orch.v1.RegisterTaskDefinitionResponse
+	11, // 64: orch.v1.Orch.DescribeTaskDefinition:output_type -> orch.v1.DescribeTaskDefinitionResponse
+	13, // 65: orch.v1.Orch.ListTaskDefinitions:output_type -> orch.v1.ListTaskDefinitionsResponse
+	15, // 66: orch.v1.Orch.DeregisterTaskDefinition:output_type -> orch.v1.DeregisterTaskDefinitionResponse
+	17, // 67: orch.v1.Orch.RunTask:output_type -> orch.v1.RunTaskResponse
+	19, // 68: orch.v1.Orch.StopTask:output_type -> orch.v1.StopTaskResponse
+	21, // 69: orch.v1.Orch.DescribeTasks:output_type -> orch.v1.DescribeTasksResponse
+	23, // 70: orch.v1.Orch.ListTasks:output_type -> orch.v1.ListTasksResponse
+	25, // 71: orch.v1.Orch.WatchTasks:output_type -> orch.v1.WatchTasksResponse
+	39, // 72: orch.v1.Orch.CreateService:output_type -> orch.v1.CreateServiceResponse
+	41, // 73: orch.v1.Orch.UpdateService:output_type -> orch.v1.UpdateServiceResponse
+	43, // 74: orch.v1.Orch.DeleteService:output_type -> orch.v1.DeleteServiceResponse
+	45, // 75: orch.v1.Orch.DescribeServices:output_type -> orch.v1.DescribeServicesResponse
+	47, // 76: orch.v1.Orch.ListServices:output_type -> orch.v1.ListServicesResponse
+	27, // 77: orch.v1.Orch.ListContainerInstances:output_type -> orch.v1.ListContainerInstancesResponse
+	29, // 78: orch.v1.Orch.DescribeContainerInstances:output_type -> orch.v1.DescribeContainerInstancesResponse
+	33, // 79: orch.v1.Orch.TagResource:output_type -> orch.v1.TagResourceResponse
+	35, // 80: orch.v1.Orch.UntagResource:output_type -> orch.v1.UntagResourceResponse
+	37, // 81: orch.v1.Orch.ListTagsForResource:output_type -> orch.v1.ListTagsForResourceResponse
+	31, // 82: orch.v1.Orch.GetLogs:output_type -> orch.v1.LogEntry
+	59, // [59:83] is the sub-list for method output_type
+	35, // [35:59] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_orch_v1_api_proto_init() }
@@ -2269,13 +2990,15 @@ func file_orch_v1_api_proto_init() {
 	}
 	file_orch_v1_taskdef_proto_init()
 	file_orch_v1_types_proto_init()
+	file_orch_v1_api_proto_msgTypes[38].OneofWrappers = []any{}
+	file_orch_v1_api_proto_msgTypes[40].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orch_v1_api_proto_rawDesc), len(file_orch_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

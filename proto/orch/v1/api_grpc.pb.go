@@ -36,6 +36,11 @@ const (
 	Orch_DescribeTasks_FullMethodName              = "/orch.v1.Orch/DescribeTasks"
 	Orch_ListTasks_FullMethodName                  = "/orch.v1.Orch/ListTasks"
 	Orch_WatchTasks_FullMethodName                 = "/orch.v1.Orch/WatchTasks"
+	Orch_CreateService_FullMethodName              = "/orch.v1.Orch/CreateService"
+	Orch_UpdateService_FullMethodName              = "/orch.v1.Orch/UpdateService"
+	Orch_DeleteService_FullMethodName              = "/orch.v1.Orch/DeleteService"
+	Orch_DescribeServices_FullMethodName           = "/orch.v1.Orch/DescribeServices"
+	Orch_ListServices_FullMethodName               = "/orch.v1.Orch/ListServices"
 	Orch_ListContainerInstances_FullMethodName     = "/orch.v1.Orch/ListContainerInstances"
 	Orch_DescribeContainerInstances_FullMethodName = "/orch.v1.Orch/DescribeContainerInstances"
 	Orch_TagResource_FullMethodName                = "/orch.v1.Orch/TagResource"
@@ -63,6 +68,11 @@ type OrchClient interface {
 	// WatchTasks streams the named tasks each time one of them changes, starting with their
 	// current state; it ends when every named task has reached until_status (if set).
 	WatchTasks(ctx context.Context, in *WatchTasksRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchTasksResponse], error)
+	CreateService(ctx context.Context, in *CreateServiceRequest, opts ...grpc.CallOption) (*CreateServiceResponse, error)
+	UpdateService(ctx context.Context, in *UpdateServiceRequest, opts ...grpc.CallOption) (*UpdateServiceResponse, error)
+	DeleteService(ctx context.Context, in *DeleteServiceRequest, opts ...grpc.CallOption) (*DeleteServiceResponse, error)
+	DescribeServices(ctx context.Context, in *DescribeServicesRequest, opts ...grpc.CallOption) (*DescribeServicesResponse, error)
+	ListServices(ctx context.Context, in *ListServicesRequest, opts ...grpc.CallOption) (*ListServicesResponse, error)
 	ListContainerInstances(ctx context.Context, in *ListContainerInstancesRequest, opts ...grpc.CallOption) (*ListContainerInstancesResponse, error)
 	DescribeContainerInstances(ctx context.Context, in *DescribeContainerInstancesRequest, opts ...grpc.CallOption) (*DescribeContainerInstancesResponse, error)
 	TagResource(ctx context.Context, in *TagResourceRequest, opts ...grpc.CallOption) (*TagResourceResponse, error)
@@ -219,6 +229,56 @@ func (c *orchClient) WatchTasks(ctx context.Context, in *WatchTasksRequest, opts
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Orch_WatchTasksClient = grpc.ServerStreamingClient[WatchTasksResponse]
 
+func (c *orchClient) CreateService(ctx context.Context, in *CreateServiceRequest, opts ...grpc.CallOption) (*CreateServiceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateServiceResponse)
+	err := c.cc.Invoke(ctx, Orch_CreateService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchClient) UpdateService(ctx context.Context, in *UpdateServiceRequest, opts ...grpc.CallOption) (*UpdateServiceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateServiceResponse)
+	err := c.cc.Invoke(ctx, Orch_UpdateService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchClient) DeleteService(ctx context.Context, in *DeleteServiceRequest, opts ...grpc.CallOption) (*DeleteServiceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteServiceResponse)
+	err := c.cc.Invoke(ctx, Orch_DeleteService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchClient) DescribeServices(ctx context.Context, in *DescribeServicesRequest, opts ...grpc.CallOption) (*DescribeServicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DescribeServicesResponse)
+	err := c.cc.Invoke(ctx, Orch_DescribeServices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchClient) ListServices(ctx context.Context, in *ListServicesRequest, opts ...grpc.CallOption) (*ListServicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListServicesResponse)
+	err := c.cc.Invoke(ctx, Orch_ListServices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *orchClient) ListContainerInstances(ctx context.Context, in *ListContainerInstancesRequest, opts ...grpc.CallOption) (*ListContainerInstancesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListContainerInstancesResponse)
@@ -307,6 +367,11 @@ type OrchServer interface {
 	// WatchTasks streams the named tasks each time one of them changes, starting with their
 	// current state; it ends when every named task has reached until_status (if set).
 	WatchTasks(*WatchTasksRequest, grpc.ServerStreamingServer[WatchTasksResponse]) error
+	CreateService(context.Context, *CreateServiceRequest) (*CreateServiceResponse, error)
+	UpdateService(context.Context, *UpdateServiceRequest) (*UpdateServiceResponse, error)
+	DeleteService(context.Context, *DeleteServiceRequest) (*DeleteServiceResponse, error)
+	DescribeServices(context.Context, *DescribeServicesRequest) (*DescribeServicesResponse, error)
+	ListServices(context.Context, *ListServicesRequest) (*ListServicesResponse, error)
 	ListContainerInstances(context.Context, *ListContainerInstancesRequest) (*ListContainerInstancesResponse, error)
 	DescribeContainerInstances(context.Context, *DescribeContainerInstancesRequest) (*DescribeContainerInstancesResponse, error)
 	TagResource(context.Context, *TagResourceRequest) (*TagResourceResponse, error)
@@ -362,6 +427,21 @@ func (UnimplementedOrchServer) ListTasks(context.Context, *ListTasksRequest) (*L
 }
 func (UnimplementedOrchServer) WatchTasks(*WatchTasksRequest, grpc.ServerStreamingServer[WatchTasksResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchTasks not implemented")
+}
+func (UnimplementedOrchServer) CreateService(context.Context, *CreateServiceRequest) (*CreateServiceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateService not implemented")
+}
+func (UnimplementedOrchServer) UpdateService(context.Context, *UpdateServiceRequest) (*UpdateServiceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateService not implemented")
+}
+func (UnimplementedOrchServer) DeleteService(context.Context, *DeleteServiceRequest) (*DeleteServiceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteService not implemented")
+}
+func (UnimplementedOrchServer) DescribeServices(context.Context, *DescribeServicesRequest) (*DescribeServicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DescribeServices not implemented")
+}
+func (UnimplementedOrchServer) ListServices(context.Context, *ListServicesRequest) (*ListServicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListServices not implemented")
 }
 func (UnimplementedOrchServer) ListContainerInstances(context.Context, *ListContainerInstancesRequest) (*ListContainerInstancesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListContainerInstances not implemented")
@@ -629,6 +709,96 @@ func _Orch_WatchTasks_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Orch_WatchTasksServer = grpc.ServerStreamingServer[WatchTasksResponse]
 
+func _Orch_CreateService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchServer).CreateService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Orch_CreateService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchServer).CreateService(ctx, req.(*CreateServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Orch_UpdateService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchServer).UpdateService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Orch_UpdateService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchServer).UpdateService(ctx, req.(*UpdateServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Orch_DeleteService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchServer).DeleteService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Orch_DeleteService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchServer).DeleteService(ctx, req.(*DeleteServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Orch_DescribeServices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DescribeServicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchServer).DescribeServices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Orch_DescribeServices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchServer).DescribeServices(ctx, req.(*DescribeServicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Orch_ListServices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListServicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchServer).ListServices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Orch_ListServices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchServer).ListServices(ctx, req.(*ListServicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Orch_ListContainerInstances_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListContainerInstancesRequest)
 	if err := dec(in); err != nil {
@@ -784,6 +954,26 @@ var Orch_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListTasks",
 			Handler:    _Orch_ListTasks_Handler,
+		},
+		{
+			MethodName: "CreateService",
+			Handler:    _Orch_CreateService_Handler,
+		},
+		{
+			MethodName: "UpdateService",
+			Handler:    _Orch_UpdateService_Handler,
+		},
+		{
+			MethodName: "DeleteService",
+			Handler:    _Orch_DeleteService_Handler,
+		},
+		{
+			MethodName: "DescribeServices",
+			Handler:    _Orch_DescribeServices_Handler,
+		},
+		{
+			MethodName: "ListServices",
+			Handler:    _Orch_ListServices_Handler,
 		},
 		{
 			MethodName: "ListContainerInstances",

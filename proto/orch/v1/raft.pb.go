@@ -954,6 +954,202 @@ func (x *RotateJoinTokenCommand) GetManagerToken() string {
 	return ""
 }
 
+// PutServicesCommand creates or replaces services. Each is written only if the stored one still
+// has expect_modify_index (0: must not exist, or be INACTIVE): a compare-and-set, so that the
+// service controller and UpdateService never overwrite each other's changes.
+type PutServicesCommand struct {
+	state         protoimpl.MessageState    `protogen:"open.v1"`
+	Puts          []*PutServicesCommand_Put `protobuf:"bytes,1,rep,name=puts,proto3" json:"puts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutServicesCommand) Reset() {
+	*x = PutServicesCommand{}
+	mi := &file_orch_v1_raft_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutServicesCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutServicesCommand) ProtoMessage() {}
+
+func (x *PutServicesCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_raft_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutServicesCommand.ProtoReflect.Descriptor instead.
+func (*PutServicesCommand) Descriptor() ([]byte, []int) {
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PutServicesCommand) GetPuts() []*PutServicesCommand_Put {
+	if x != nil {
+		return x.Puts
+	}
+	return nil
+}
+
+// DeleteServicesCommand forgets INACTIVE services (by cluster and name).
+type DeleteServicesCommand struct {
+	state         protoimpl.MessageState       `protogen:"open.v1"`
+	Services      []*DeleteServicesCommand_Ref `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteServicesCommand) Reset() {
+	*x = DeleteServicesCommand{}
+	mi := &file_orch_v1_raft_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteServicesCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteServicesCommand) ProtoMessage() {}
+
+func (x *DeleteServicesCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_raft_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteServicesCommand.ProtoReflect.Descriptor instead.
+func (*DeleteServicesCommand) Descriptor() ([]byte, []int) {
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DeleteServicesCommand) GetServices() []*DeleteServicesCommand_Ref {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type PutServicesCommand_Put struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Service           *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	ExpectModifyIndex uint64                 `protobuf:"varint,2,opt,name=expect_modify_index,json=expectModifyIndex,proto3" json:"expect_modify_index,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *PutServicesCommand_Put) Reset() {
+	*x = PutServicesCommand_Put{}
+	mi := &file_orch_v1_raft_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutServicesCommand_Put) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutServicesCommand_Put) ProtoMessage() {}
+
+func (x *PutServicesCommand_Put) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_raft_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutServicesCommand_Put.ProtoReflect.Descriptor instead.
+func (*PutServicesCommand_Put) Descriptor() ([]byte, []int) {
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{18, 0}
+}
+
+func (x *PutServicesCommand_Put) GetService() *Service {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+func (x *PutServicesCommand_Put) GetExpectModifyIndex() uint64 {
+	if x != nil {
+		return x.ExpectModifyIndex
+	}
+	return 0
+}
+
+type DeleteServicesCommand_Ref struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	ServiceName   string                 `protobuf:"bytes,2,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteServicesCommand_Ref) Reset() {
+	*x = DeleteServicesCommand_Ref{}
+	mi := &file_orch_v1_raft_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteServicesCommand_Ref) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteServicesCommand_Ref) ProtoMessage() {}
+
+func (x *DeleteServicesCommand_Ref) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_raft_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteServicesCommand_Ref.ProtoReflect.Descriptor instead.
+func (*DeleteServicesCommand_Ref) Descriptor() ([]byte, []int) {
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{19, 0}
+}
+
+func (x *DeleteServicesCommand_Ref) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *DeleteServicesCommand_Ref) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
 var File_orch_v1_raft_proto protoreflect.FileDescriptor
 
 const file_orch_v1_raft_proto_rawDesc = "" +
@@ -1010,7 +1206,17 @@ const file_orch_v1_raft_proto_rawDesc = "" +
 	"\x03pki\x18\x01 \x01(\v2\x13.orch.v1.ClusterPKIR\x03pki\"`\n" +
 	"\x16RotateJoinTokenCommand\x12!\n" +
 	"\fworker_token\x18\x01 \x01(\tR\vworkerToken\x12#\n" +
-	"\rmanager_token\x18\x02 \x01(\tR\fmanagerTokenB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
+	"\rmanager_token\x18\x02 \x01(\tR\fmanagerToken\"\xac\x01\n" +
+	"\x12PutServicesCommand\x123\n" +
+	"\x04puts\x18\x01 \x03(\v2\x1f.orch.v1.PutServicesCommand.PutR\x04puts\x1aa\n" +
+	"\x03Put\x12*\n" +
+	"\aservice\x18\x01 \x01(\v2\x10.orch.v1.ServiceR\aservice\x12.\n" +
+	"\x13expect_modify_index\x18\x02 \x01(\x04R\x11expectModifyIndex\"\x9b\x01\n" +
+	"\x15DeleteServicesCommand\x12>\n" +
+	"\bservices\x18\x01 \x03(\v2\".orch.v1.DeleteServicesCommand.RefR\bservices\x1aB\n" +
+	"\x03Ref\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12!\n" +
+	"\fservice_name\x18\x02 \x01(\tR\vserviceNameB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
 
 var (
 	file_orch_v1_raft_proto_rawDescOnce sync.Once
@@ -1024,7 +1230,7 @@ func file_orch_v1_raft_proto_rawDescGZIP() []byte {
 	return file_orch_v1_raft_proto_rawDescData
 }
 
-var file_orch_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_orch_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_orch_v1_raft_proto_goTypes = []any{
 	(*CreateClusterCommand)(nil),            // 0: orch.v1.CreateClusterCommand
 	(*DeleteClusterCommand)(nil),            // 1: orch.v1.DeleteClusterCommand
@@ -1044,39 +1250,47 @@ var file_orch_v1_raft_proto_goTypes = []any{
 	(*BootstrapTokenCommand)(nil),           // 15: orch.v1.BootstrapTokenCommand
 	(*InitPKICommand)(nil),                  // 16: orch.v1.InitPKICommand
 	(*RotateJoinTokenCommand)(nil),          // 17: orch.v1.RotateJoinTokenCommand
-	(*Cluster)(nil),                         // 18: orch.v1.Cluster
-	(*timestamppb.Timestamp)(nil),           // 19: google.protobuf.Timestamp
-	(*TaskDefinition)(nil),                  // 20: orch.v1.TaskDefinition
-	(*Host)(nil),                            // 21: orch.v1.Host
-	(*Task)(nil),                            // 22: orch.v1.Task
-	(*TaskStatus)(nil),                      // 23: orch.v1.TaskStatus
-	(*TaskUsageReport_Entry)(nil),           // 24: orch.v1.TaskUsageReport.Entry
-	(*SchedulerServer)(nil),                 // 25: orch.v1.SchedulerServer
-	(*Tag)(nil),                             // 26: orch.v1.Tag
-	(*APIToken)(nil),                        // 27: orch.v1.APIToken
-	(*ClusterPKI)(nil),                      // 28: orch.v1.ClusterPKI
+	(*PutServicesCommand)(nil),              // 18: orch.v1.PutServicesCommand
+	(*DeleteServicesCommand)(nil),           // 19: orch.v1.DeleteServicesCommand
+	(*PutServicesCommand_Put)(nil),          // 20: orch.v1.PutServicesCommand.Put
+	(*DeleteServicesCommand_Ref)(nil),       // 21: orch.v1.DeleteServicesCommand.Ref
+	(*Cluster)(nil),                         // 22: orch.v1.Cluster
+	(*timestamppb.Timestamp)(nil),           // 23: google.protobuf.Timestamp
+	(*TaskDefinition)(nil),                  // 24: orch.v1.TaskDefinition
+	(*Host)(nil),                            // 25: orch.v1.Host
+	(*Task)(nil),                            // 26: orch.v1.Task
+	(*TaskStatus)(nil),                      // 27: orch.v1.TaskStatus
+	(*TaskUsageReport_Entry)(nil),           // 28: orch.v1.TaskUsageReport.Entry
+	(*SchedulerServer)(nil),                 // 29: orch.v1.SchedulerServer
+	(*Tag)(nil),                             // 30: orch.v1.Tag
+	(*APIToken)(nil),                        // 31: orch.v1.APIToken
+	(*ClusterPKI)(nil),                      // 32: orch.v1.ClusterPKI
+	(*Service)(nil),                         // 33: orch.v1.Service
 }
 var file_orch_v1_raft_proto_depIdxs = []int32{
-	18, // 0: orch.v1.CreateClusterCommand.cluster:type_name -> orch.v1.Cluster
-	19, // 1: orch.v1.DeleteClusterCommand.at:type_name -> google.protobuf.Timestamp
-	20, // 2: orch.v1.RegisterTaskDefinitionCommand.task_definition:type_name -> orch.v1.TaskDefinition
-	19, // 3: orch.v1.DeregisterTaskDefinitionCommand.at:type_name -> google.protobuf.Timestamp
-	21, // 4: orch.v1.RegisterHostCommand.host:type_name -> orch.v1.Host
-	19, // 5: orch.v1.HostConnectionCommand.at:type_name -> google.protobuf.Timestamp
-	22, // 6: orch.v1.PlaceTasksCommand.tasks:type_name -> orch.v1.Task
-	19, // 7: orch.v1.StopTasksCommand.at:type_name -> google.protobuf.Timestamp
-	23, // 8: orch.v1.TaskStatusCommand.tasks:type_name -> orch.v1.TaskStatus
-	24, // 9: orch.v1.TaskUsageCommand.tasks:type_name -> orch.v1.TaskUsageReport.Entry
-	25, // 10: orch.v1.RegisterServerCommand.server:type_name -> orch.v1.SchedulerServer
-	26, // 11: orch.v1.TagResourceCommand.tags:type_name -> orch.v1.Tag
-	19, // 12: orch.v1.TasksLostCommand.at:type_name -> google.protobuf.Timestamp
-	27, // 13: orch.v1.BootstrapTokenCommand.token:type_name -> orch.v1.APIToken
-	28, // 14: orch.v1.InitPKICommand.pki:type_name -> orch.v1.ClusterPKI
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	22, // 0: orch.v1.CreateClusterCommand.cluster:type_name -> orch.v1.Cluster
+	23, // 1: orch.v1.DeleteClusterCommand.at:type_name -> google.protobuf.Timestamp
+	24, // 2: orch.v1.RegisterTaskDefinitionCommand.task_definition:type_name -> orch.v1.TaskDefinition
+	23, // 3: orch.v1.DeregisterTaskDefinitionCommand.at:type_name -> google.protobuf.Timestamp
+	25, // 4: orch.v1.RegisterHostCommand.host:type_name -> orch.v1.Host
+	23, // 5: orch.v1.HostConnectionCommand.at:type_name -> google.protobuf.Timestamp
+	26, // 6: orch.v1.PlaceTasksCommand.tasks:type_name -> orch.v1.Task
+	23, // 7: orch.v1.StopTasksCommand.at:type_name -> google.protobuf.Timestamp
+	27, // 8: orch.v1.TaskStatusCommand.tasks:type_name -> orch.v1.TaskStatus
+	28, // 9: orch.v1.TaskUsageCommand.tasks:type_name -> orch.v1.TaskUsageReport.Entry
+	29, // 10: orch.v1.RegisterServerCommand.server:type_name -> orch.v1.SchedulerServer
+	30, // 11: orch.v1.TagResourceCommand.tags:type_name -> orch.v1.Tag
+	23, // 12: orch.v1.TasksLostCommand.at:type_name -> google.protobuf.Timestamp
+	31, // 13: orch.v1.BootstrapTokenCommand.token:type_name -> orch.v1.APIToken
+	32, // 14: orch.v1.InitPKICommand.pki:type_name -> orch.v1.ClusterPKI
+	20, // 15: orch.v1.PutServicesCommand.puts:type_name -> orch.v1.PutServicesCommand.Put
+	21, // 16: orch.v1.DeleteServicesCommand.services:type_name -> orch.v1.DeleteServicesCommand.Ref
+	33, // 17: orch.v1.PutServicesCommand.Put.service:type_name -> orch.v1.Service
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_orch_v1_raft_proto_init() }
@@ -1094,7 +1308,7 @@ func file_orch_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orch_v1_raft_proto_rawDesc), len(file_orch_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

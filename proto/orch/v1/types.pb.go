@@ -1750,6 +1750,519 @@ func (x *Failure) GetDetail() string {
 	return ""
 }
 
+// Services: ECS's replica scheduler. A service keeps desired_count tasks of its task
+// definition running; a new task definition (or force_new_deployment) starts a deployment that
+// replaces the tasks within deployment_configuration's bounds.
+type DeploymentCircuitBreaker struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Enable        bool                   `protobuf:"varint,1,opt,name=enable,proto3" json:"enable,omitempty"`
+	Rollback      bool                   `protobuf:"varint,2,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeploymentCircuitBreaker) Reset() {
+	*x = DeploymentCircuitBreaker{}
+	mi := &file_orch_v1_types_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeploymentCircuitBreaker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeploymentCircuitBreaker) ProtoMessage() {}
+
+func (x *DeploymentCircuitBreaker) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_types_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeploymentCircuitBreaker.ProtoReflect.Descriptor instead.
+func (*DeploymentCircuitBreaker) Descriptor() ([]byte, []int) {
+	return file_orch_v1_types_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DeploymentCircuitBreaker) GetEnable() bool {
+	if x != nil {
+		return x.Enable
+	}
+	return false
+}
+
+func (x *DeploymentCircuitBreaker) GetRollback() bool {
+	if x != nil {
+		return x.Rollback
+	}
+	return false
+}
+
+type DeploymentConfiguration struct {
+	state                    protoimpl.MessageState    `protogen:"open.v1"`
+	MaximumPercent           *int32                    `protobuf:"varint,1,opt,name=maximum_percent,json=maximumPercent,proto3,oneof" json:"maximum_percent,omitempty"`                        // default 200
+	MinimumHealthyPercent    *int32                    `protobuf:"varint,2,opt,name=minimum_healthy_percent,json=minimumHealthyPercent,proto3,oneof" json:"minimum_healthy_percent,omitempty"` // default 100
+	DeploymentCircuitBreaker *DeploymentCircuitBreaker `protobuf:"bytes,3,opt,name=deployment_circuit_breaker,json=deploymentCircuitBreaker,proto3" json:"deployment_circuit_breaker,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
+}
+
+func (x *DeploymentConfiguration) Reset() {
+	*x = DeploymentConfiguration{}
+	mi := &file_orch_v1_types_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeploymentConfiguration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeploymentConfiguration) ProtoMessage() {}
+
+func (x *DeploymentConfiguration) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_types_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeploymentConfiguration.ProtoReflect.Descriptor instead.
+func (*DeploymentConfiguration) Descriptor() ([]byte, []int) {
+	return file_orch_v1_types_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DeploymentConfiguration) GetMaximumPercent() int32 {
+	if x != nil && x.MaximumPercent != nil {
+		return *x.MaximumPercent
+	}
+	return 0
+}
+
+func (x *DeploymentConfiguration) GetMinimumHealthyPercent() int32 {
+	if x != nil && x.MinimumHealthyPercent != nil {
+		return *x.MinimumHealthyPercent
+	}
+	return 0
+}
+
+func (x *DeploymentConfiguration) GetDeploymentCircuitBreaker() *DeploymentCircuitBreaker {
+	if x != nil {
+		return x.DeploymentCircuitBreaker
+	}
+	return nil
+}
+
+type Deployment struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Id                 string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                                               // ecs-svc/<digits>; the tasks' startedBy
+	Status             string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`                                       // PRIMARY | ACTIVE | INACTIVE
+	TaskDefinition     string                 `protobuf:"bytes,3,opt,name=task_definition,json=taskDefinition,proto3" json:"task_definition,omitempty"` // ARN
+	DesiredCount       int32                  `protobuf:"varint,4,opt,name=desired_count,json=desiredCount,proto3" json:"desired_count,omitempty"`
+	PendingCount       int32                  `protobuf:"varint,5,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`
+	RunningCount       int32                  `protobuf:"varint,6,opt,name=running_count,json=runningCount,proto3" json:"running_count,omitempty"`
+	FailedTasks        int32                  `protobuf:"varint,7,opt,name=failed_tasks,json=failedTasks,proto3" json:"failed_tasks,omitempty"`
+	CreatedAt          *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt          *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	LaunchType         string                 `protobuf:"bytes,10,opt,name=launch_type,json=launchType,proto3" json:"launch_type,omitempty"`
+	RolloutState       string                 `protobuf:"bytes,11,opt,name=rollout_state,json=rolloutState,proto3" json:"rollout_state,omitempty"` // IN_PROGRESS | COMPLETED | FAILED
+	RolloutStateReason string                 `protobuf:"bytes,12,opt,name=rollout_state_reason,json=rolloutStateReason,proto3" json:"rollout_state_reason,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *Deployment) Reset() {
+	*x = Deployment{}
+	mi := &file_orch_v1_types_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Deployment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Deployment) ProtoMessage() {}
+
+func (x *Deployment) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_types_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Deployment.ProtoReflect.Descriptor instead.
+func (*Deployment) Descriptor() ([]byte, []int) {
+	return file_orch_v1_types_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Deployment) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Deployment) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Deployment) GetTaskDefinition() string {
+	if x != nil {
+		return x.TaskDefinition
+	}
+	return ""
+}
+
+func (x *Deployment) GetDesiredCount() int32 {
+	if x != nil {
+		return x.DesiredCount
+	}
+	return 0
+}
+
+func (x *Deployment) GetPendingCount() int32 {
+	if x != nil {
+		return x.PendingCount
+	}
+	return 0
+}
+
+func (x *Deployment) GetRunningCount() int32 {
+	if x != nil {
+		return x.RunningCount
+	}
+	return 0
+}
+
+func (x *Deployment) GetFailedTasks() int32 {
+	if x != nil {
+		return x.FailedTasks
+	}
+	return 0
+}
+
+func (x *Deployment) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Deployment) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *Deployment) GetLaunchType() string {
+	if x != nil {
+		return x.LaunchType
+	}
+	return ""
+}
+
+func (x *Deployment) GetRolloutState() string {
+	if x != nil {
+		return x.RolloutState
+	}
+	return ""
+}
+
+func (x *Deployment) GetRolloutStateReason() string {
+	if x != nil {
+		return x.RolloutStateReason
+	}
+	return ""
+}
+
+type ServiceEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEvent) Reset() {
+	*x = ServiceEvent{}
+	mi := &file_orch_v1_types_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEvent) ProtoMessage() {}
+
+func (x *ServiceEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_types_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEvent.ProtoReflect.Descriptor instead.
+func (*ServiceEvent) Descriptor() ([]byte, []int) {
+	return file_orch_v1_types_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ServiceEvent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ServiceEvent) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *ServiceEvent) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type Service struct {
+	state                         protoimpl.MessageState   `protogen:"open.v1"`
+	ServiceArn                    string                   `protobuf:"bytes,1,opt,name=service_arn,json=serviceArn,proto3" json:"service_arn,omitempty"`
+	ServiceName                   string                   `protobuf:"bytes,2,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	ClusterArn                    string                   `protobuf:"bytes,3,opt,name=cluster_arn,json=clusterArn,proto3" json:"cluster_arn,omitempty"`
+	Status                        string                   `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"` // ACTIVE | DRAINING | INACTIVE
+	DesiredCount                  int32                    `protobuf:"varint,5,opt,name=desired_count,json=desiredCount,proto3" json:"desired_count,omitempty"`
+	RunningCount                  int32                    `protobuf:"varint,6,opt,name=running_count,json=runningCount,proto3" json:"running_count,omitempty"`
+	PendingCount                  int32                    `protobuf:"varint,7,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`
+	TaskDefinition                string                   `protobuf:"bytes,8,opt,name=task_definition,json=taskDefinition,proto3" json:"task_definition,omitempty"` // ARN of the primary deployment's
+	DeploymentConfiguration       *DeploymentConfiguration `protobuf:"bytes,9,opt,name=deployment_configuration,json=deploymentConfiguration,proto3" json:"deployment_configuration,omitempty"`
+	Deployments                   []*Deployment            `protobuf:"bytes,10,rep,name=deployments,proto3" json:"deployments,omitempty"` // PRIMARY first
+	Events                        []*ServiceEvent          `protobuf:"bytes,11,rep,name=events,proto3" json:"events,omitempty"`           // newest first, at most 100
+	CreatedAt                     *timestamppb.Timestamp   `protobuf:"bytes,12,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	LaunchType                    string                   `protobuf:"bytes,13,opt,name=launch_type,json=launchType,proto3" json:"launch_type,omitempty"`
+	SchedulingStrategy            string                   `protobuf:"bytes,14,opt,name=scheduling_strategy,json=schedulingStrategy,proto3" json:"scheduling_strategy,omitempty"` // REPLICA
+	Tags                          []*Tag                   `protobuf:"bytes,15,rep,name=tags,proto3" json:"tags,omitempty"`
+	HealthCheckGracePeriodSeconds int32                    `protobuf:"varint,16,opt,name=health_check_grace_period_seconds,json=healthCheckGracePeriodSeconds,proto3" json:"health_check_grace_period_seconds,omitempty"`
+	CreatedBy                     string                   `protobuf:"bytes,17,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	PlacementConstraints          []*PlacementConstraint   `protobuf:"bytes,18,rep,name=placement_constraints,json=placementConstraints,proto3" json:"placement_constraints,omitempty"`
+	PlacementStrategy             []*PlacementStrategy     `protobuf:"bytes,19,rep,name=placement_strategy,json=placementStrategy,proto3" json:"placement_strategy,omitempty"`
+	// orch: the cluster's name, and the Raft index of the last change (updates are
+	// compare-and-set on it).
+	Cluster       string `protobuf:"bytes,20,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	ModifyIndex   uint64 `protobuf:"varint,21,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Service) Reset() {
+	*x = Service{}
+	mi := &file_orch_v1_types_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Service) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Service) ProtoMessage() {}
+
+func (x *Service) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_types_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Service.ProtoReflect.Descriptor instead.
+func (*Service) Descriptor() ([]byte, []int) {
+	return file_orch_v1_types_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Service) GetServiceArn() string {
+	if x != nil {
+		return x.ServiceArn
+	}
+	return ""
+}
+
+func (x *Service) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
+func (x *Service) GetClusterArn() string {
+	if x != nil {
+		return x.ClusterArn
+	}
+	return ""
+}
+
+func (x *Service) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Service) GetDesiredCount() int32 {
+	if x != nil {
+		return x.DesiredCount
+	}
+	return 0
+}
+
+func (x *Service) GetRunningCount() int32 {
+	if x != nil {
+		return x.RunningCount
+	}
+	return 0
+}
+
+func (x *Service) GetPendingCount() int32 {
+	if x != nil {
+		return x.PendingCount
+	}
+	return 0
+}
+
+func (x *Service) GetTaskDefinition() string {
+	if x != nil {
+		return x.TaskDefinition
+	}
+	return ""
+}
+
+func (x *Service) GetDeploymentConfiguration() *DeploymentConfiguration {
+	if x != nil {
+		return x.DeploymentConfiguration
+	}
+	return nil
+}
+
+func (x *Service) GetDeployments() []*Deployment {
+	if x != nil {
+		return x.Deployments
+	}
+	return nil
+}
+
+func (x *Service) GetEvents() []*ServiceEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *Service) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Service) GetLaunchType() string {
+	if x != nil {
+		return x.LaunchType
+	}
+	return ""
+}
+
+func (x *Service) GetSchedulingStrategy() string {
+	if x != nil {
+		return x.SchedulingStrategy
+	}
+	return ""
+}
+
+func (x *Service) GetTags() []*Tag {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *Service) GetHealthCheckGracePeriodSeconds() int32 {
+	if x != nil {
+		return x.HealthCheckGracePeriodSeconds
+	}
+	return 0
+}
+
+func (x *Service) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *Service) GetPlacementConstraints() []*PlacementConstraint {
+	if x != nil {
+		return x.PlacementConstraints
+	}
+	return nil
+}
+
+func (x *Service) GetPlacementStrategy() []*PlacementStrategy {
+	if x != nil {
+		return x.PlacementStrategy
+	}
+	return nil
+}
+
+func (x *Service) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *Service) GetModifyIndex() uint64 {
+	if x != nil {
+		return x.ModifyIndex
+	}
+	return 0
+}
+
 var File_orch_v1_types_proto protoreflect.FileDescriptor
 
 const file_orch_v1_types_proto_rawDesc = "" +
@@ -1949,7 +2462,67 @@ const file_orch_v1_types_proto_rawDesc = "" +
 	"\aFailure\x12\x10\n" +
 	"\x03arn\x18\x01 \x01(\tR\x03arn\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detailB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"N\n" +
+	"\x18DeploymentCircuitBreaker\x12\x16\n" +
+	"\x06enable\x18\x01 \x01(\bR\x06enable\x12\x1a\n" +
+	"\brollback\x18\x02 \x01(\bR\brollback\"\x95\x02\n" +
+	"\x17DeploymentConfiguration\x12,\n" +
+	"\x0fmaximum_percent\x18\x01 \x01(\x05H\x00R\x0emaximumPercent\x88\x01\x01\x12;\n" +
+	"\x17minimum_healthy_percent\x18\x02 \x01(\x05H\x01R\x15minimumHealthyPercent\x88\x01\x01\x12_\n" +
+	"\x1adeployment_circuit_breaker\x18\x03 \x01(\v2!.orch.v1.DeploymentCircuitBreakerR\x18deploymentCircuitBreakerB\x12\n" +
+	"\x10_maximum_percentB\x1a\n" +
+	"\x18_minimum_healthy_percent\"\xdd\x03\n" +
+	"\n" +
+	"Deployment\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12'\n" +
+	"\x0ftask_definition\x18\x03 \x01(\tR\x0etaskDefinition\x12#\n" +
+	"\rdesired_count\x18\x04 \x01(\x05R\fdesiredCount\x12#\n" +
+	"\rpending_count\x18\x05 \x01(\x05R\fpendingCount\x12#\n" +
+	"\rrunning_count\x18\x06 \x01(\x05R\frunningCount\x12!\n" +
+	"\ffailed_tasks\x18\a \x01(\x05R\vfailedTasks\x129\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1f\n" +
+	"\vlaunch_type\x18\n" +
+	" \x01(\tR\n" +
+	"launchType\x12#\n" +
+	"\rrollout_state\x18\v \x01(\tR\frolloutState\x120\n" +
+	"\x14rollout_state_reason\x18\f \x01(\tR\x12rolloutStateReason\"s\n" +
+	"\fServiceEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
+	"\n" +
+	"created_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xd4\a\n" +
+	"\aService\x12\x1f\n" +
+	"\vservice_arn\x18\x01 \x01(\tR\n" +
+	"serviceArn\x12!\n" +
+	"\fservice_name\x18\x02 \x01(\tR\vserviceName\x12\x1f\n" +
+	"\vcluster_arn\x18\x03 \x01(\tR\n" +
+	"clusterArn\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12#\n" +
+	"\rdesired_count\x18\x05 \x01(\x05R\fdesiredCount\x12#\n" +
+	"\rrunning_count\x18\x06 \x01(\x05R\frunningCount\x12#\n" +
+	"\rpending_count\x18\a \x01(\x05R\fpendingCount\x12'\n" +
+	"\x0ftask_definition\x18\b \x01(\tR\x0etaskDefinition\x12[\n" +
+	"\x18deployment_configuration\x18\t \x01(\v2 .orch.v1.DeploymentConfigurationR\x17deploymentConfiguration\x125\n" +
+	"\vdeployments\x18\n" +
+	" \x03(\v2\x13.orch.v1.DeploymentR\vdeployments\x12-\n" +
+	"\x06events\x18\v \x03(\v2\x15.orch.v1.ServiceEventR\x06events\x129\n" +
+	"\n" +
+	"created_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1f\n" +
+	"\vlaunch_type\x18\r \x01(\tR\n" +
+	"launchType\x12/\n" +
+	"\x13scheduling_strategy\x18\x0e \x01(\tR\x12schedulingStrategy\x12 \n" +
+	"\x04tags\x18\x0f \x03(\v2\f.orch.v1.TagR\x04tags\x12H\n" +
+	"!health_check_grace_period_seconds\x18\x10 \x01(\x05R\x1dhealthCheckGracePeriodSeconds\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x11 \x01(\tR\tcreatedBy\x12Q\n" +
+	"\x15placement_constraints\x18\x12 \x03(\v2\x1c.orch.v1.PlacementConstraintR\x14placementConstraints\x12I\n" +
+	"\x12placement_strategy\x18\x13 \x03(\v2\x1a.orch.v1.PlacementStrategyR\x11placementStrategy\x12\x18\n" +
+	"\acluster\x18\x14 \x01(\tR\acluster\x12!\n" +
+	"\fmodify_index\x18\x15 \x01(\x04R\vmodifyIndexB\x1bZ\x19orch/proto/orch/v1;orchv1b\x06proto3"
 
 var (
 	file_orch_v1_types_proto_rawDescOnce sync.Once
@@ -1963,67 +2536,85 @@ func file_orch_v1_types_proto_rawDescGZIP() []byte {
 	return file_orch_v1_types_proto_rawDescData
 }
 
-var file_orch_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_orch_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_orch_v1_types_proto_goTypes = []any{
-	(*Cluster)(nil),               // 0: orch.v1.Cluster
-	(*Resource)(nil),              // 1: orch.v1.Resource
-	(*VersionInfo)(nil),           // 2: orch.v1.VersionInfo
-	(*Host)(nil),                  // 3: orch.v1.Host
-	(*ContainerInstance)(nil),     // 4: orch.v1.ContainerInstance
-	(*NetworkBinding)(nil),        // 5: orch.v1.NetworkBinding
-	(*NetworkInterface)(nil),      // 6: orch.v1.NetworkInterface
-	(*Container)(nil),             // 7: orch.v1.Container
-	(*AttachmentDetail)(nil),      // 8: orch.v1.AttachmentDetail
-	(*Attachment)(nil),            // 9: orch.v1.Attachment
-	(*Eni)(nil),                   // 10: orch.v1.Eni
-	(*ContainerOverride)(nil),     // 11: orch.v1.ContainerOverride
-	(*TaskOverride)(nil),          // 12: orch.v1.TaskOverride
-	(*TaskUsage)(nil),             // 13: orch.v1.TaskUsage
-	(*Task)(nil),                  // 14: orch.v1.Task
-	(*Failure)(nil),               // 15: orch.v1.Failure
-	(*Tag)(nil),                   // 16: orch.v1.Tag
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*Attribute)(nil),             // 18: orch.v1.Attribute
-	(*KeyValuePair)(nil),          // 19: orch.v1.KeyValuePair
+	(*Cluster)(nil),                  // 0: orch.v1.Cluster
+	(*Resource)(nil),                 // 1: orch.v1.Resource
+	(*VersionInfo)(nil),              // 2: orch.v1.VersionInfo
+	(*Host)(nil),                     // 3: orch.v1.Host
+	(*ContainerInstance)(nil),        // 4: orch.v1.ContainerInstance
+	(*NetworkBinding)(nil),           // 5: orch.v1.NetworkBinding
+	(*NetworkInterface)(nil),         // 6: orch.v1.NetworkInterface
+	(*Container)(nil),                // 7: orch.v1.Container
+	(*AttachmentDetail)(nil),         // 8: orch.v1.AttachmentDetail
+	(*Attachment)(nil),               // 9: orch.v1.Attachment
+	(*Eni)(nil),                      // 10: orch.v1.Eni
+	(*ContainerOverride)(nil),        // 11: orch.v1.ContainerOverride
+	(*TaskOverride)(nil),             // 12: orch.v1.TaskOverride
+	(*TaskUsage)(nil),                // 13: orch.v1.TaskUsage
+	(*Task)(nil),                     // 14: orch.v1.Task
+	(*Failure)(nil),                  // 15: orch.v1.Failure
+	(*DeploymentCircuitBreaker)(nil), // 16: orch.v1.DeploymentCircuitBreaker
+	(*DeploymentConfiguration)(nil),  // 17: orch.v1.DeploymentConfiguration
+	(*Deployment)(nil),               // 18: orch.v1.Deployment
+	(*ServiceEvent)(nil),             // 19: orch.v1.ServiceEvent
+	(*Service)(nil),                  // 20: orch.v1.Service
+	(*Tag)(nil),                      // 21: orch.v1.Tag
+	(*timestamppb.Timestamp)(nil),    // 22: google.protobuf.Timestamp
+	(*Attribute)(nil),                // 23: orch.v1.Attribute
+	(*KeyValuePair)(nil),             // 24: orch.v1.KeyValuePair
+	(*PlacementConstraint)(nil),      // 25: orch.v1.PlacementConstraint
+	(*PlacementStrategy)(nil),        // 26: orch.v1.PlacementStrategy
 }
 var file_orch_v1_types_proto_depIdxs = []int32{
-	16, // 0: orch.v1.Cluster.tags:type_name -> orch.v1.Tag
-	17, // 1: orch.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
-	18, // 2: orch.v1.Host.attributes:type_name -> orch.v1.Attribute
-	17, // 3: orch.v1.Host.registered_at:type_name -> google.protobuf.Timestamp
-	17, // 4: orch.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	21, // 0: orch.v1.Cluster.tags:type_name -> orch.v1.Tag
+	22, // 1: orch.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	23, // 2: orch.v1.Host.attributes:type_name -> orch.v1.Attribute
+	22, // 3: orch.v1.Host.registered_at:type_name -> google.protobuf.Timestamp
+	22, // 4: orch.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
 	2,  // 5: orch.v1.ContainerInstance.version_info:type_name -> orch.v1.VersionInfo
 	1,  // 6: orch.v1.ContainerInstance.remaining_resources:type_name -> orch.v1.Resource
 	1,  // 7: orch.v1.ContainerInstance.registered_resources:type_name -> orch.v1.Resource
-	18, // 8: orch.v1.ContainerInstance.attributes:type_name -> orch.v1.Attribute
-	17, // 9: orch.v1.ContainerInstance.registered_at:type_name -> google.protobuf.Timestamp
-	16, // 10: orch.v1.ContainerInstance.tags:type_name -> orch.v1.Tag
+	23, // 8: orch.v1.ContainerInstance.attributes:type_name -> orch.v1.Attribute
+	22, // 9: orch.v1.ContainerInstance.registered_at:type_name -> google.protobuf.Timestamp
+	21, // 10: orch.v1.ContainerInstance.tags:type_name -> orch.v1.Tag
 	5,  // 11: orch.v1.Container.network_bindings:type_name -> orch.v1.NetworkBinding
 	6,  // 12: orch.v1.Container.network_interfaces:type_name -> orch.v1.NetworkInterface
 	8,  // 13: orch.v1.Attachment.details:type_name -> orch.v1.AttachmentDetail
-	19, // 14: orch.v1.ContainerOverride.environment:type_name -> orch.v1.KeyValuePair
+	24, // 14: orch.v1.ContainerOverride.environment:type_name -> orch.v1.KeyValuePair
 	11, // 15: orch.v1.TaskOverride.container_overrides:type_name -> orch.v1.ContainerOverride
-	17, // 16: orch.v1.TaskUsage.sampled_at:type_name -> google.protobuf.Timestamp
+	22, // 16: orch.v1.TaskUsage.sampled_at:type_name -> google.protobuf.Timestamp
 	7,  // 17: orch.v1.Task.containers:type_name -> orch.v1.Container
-	17, // 18: orch.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	17, // 19: orch.v1.Task.pull_started_at:type_name -> google.protobuf.Timestamp
-	17, // 20: orch.v1.Task.pull_stopped_at:type_name -> google.protobuf.Timestamp
-	17, // 21: orch.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	17, // 22: orch.v1.Task.stopping_at:type_name -> google.protobuf.Timestamp
-	17, // 23: orch.v1.Task.stopped_at:type_name -> google.protobuf.Timestamp
-	17, // 24: orch.v1.Task.execution_stopped_at:type_name -> google.protobuf.Timestamp
-	17, // 25: orch.v1.Task.connectivity_at:type_name -> google.protobuf.Timestamp
+	22, // 18: orch.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	22, // 19: orch.v1.Task.pull_started_at:type_name -> google.protobuf.Timestamp
+	22, // 20: orch.v1.Task.pull_stopped_at:type_name -> google.protobuf.Timestamp
+	22, // 21: orch.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	22, // 22: orch.v1.Task.stopping_at:type_name -> google.protobuf.Timestamp
+	22, // 23: orch.v1.Task.stopped_at:type_name -> google.protobuf.Timestamp
+	22, // 24: orch.v1.Task.execution_stopped_at:type_name -> google.protobuf.Timestamp
+	22, // 25: orch.v1.Task.connectivity_at:type_name -> google.protobuf.Timestamp
 	9,  // 26: orch.v1.Task.attachments:type_name -> orch.v1.Attachment
 	12, // 27: orch.v1.Task.overrides:type_name -> orch.v1.TaskOverride
-	16, // 28: orch.v1.Task.tags:type_name -> orch.v1.Tag
-	18, // 29: orch.v1.Task.attributes:type_name -> orch.v1.Attribute
+	21, // 28: orch.v1.Task.tags:type_name -> orch.v1.Tag
+	23, // 29: orch.v1.Task.attributes:type_name -> orch.v1.Attribute
 	10, // 30: orch.v1.Task.eni:type_name -> orch.v1.Eni
 	13, // 31: orch.v1.Task.usage:type_name -> orch.v1.TaskUsage
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	16, // 32: orch.v1.DeploymentConfiguration.deployment_circuit_breaker:type_name -> orch.v1.DeploymentCircuitBreaker
+	22, // 33: orch.v1.Deployment.created_at:type_name -> google.protobuf.Timestamp
+	22, // 34: orch.v1.Deployment.updated_at:type_name -> google.protobuf.Timestamp
+	22, // 35: orch.v1.ServiceEvent.created_at:type_name -> google.protobuf.Timestamp
+	17, // 36: orch.v1.Service.deployment_configuration:type_name -> orch.v1.DeploymentConfiguration
+	18, // 37: orch.v1.Service.deployments:type_name -> orch.v1.Deployment
+	19, // 38: orch.v1.Service.events:type_name -> orch.v1.ServiceEvent
+	22, // 39: orch.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	21, // 40: orch.v1.Service.tags:type_name -> orch.v1.Tag
+	25, // 41: orch.v1.Service.placement_constraints:type_name -> orch.v1.PlacementConstraint
+	26, // 42: orch.v1.Service.placement_strategy:type_name -> orch.v1.PlacementStrategy
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_orch_v1_types_proto_init() }
@@ -2034,13 +2625,14 @@ func file_orch_v1_types_proto_init() {
 	file_orch_v1_taskdef_proto_init()
 	file_orch_v1_types_proto_msgTypes[7].OneofWrappers = []any{}
 	file_orch_v1_types_proto_msgTypes[11].OneofWrappers = []any{}
+	file_orch_v1_types_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orch_v1_types_proto_rawDesc), len(file_orch_v1_types_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
