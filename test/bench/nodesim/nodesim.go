@@ -1,6 +1,7 @@
 // Package nodesim simulates many orch agents in one process. Each simulated host speaks the
-// real agent protocol (Register, then a Session stream with hello, heartbeats and task status
-// reports) against real schedulers, but fakes the runtime: a task assigned to it reports
+// real agent protocol (enrollment with the worker join token, then over its own mutual TLS
+// connection Register and a Session stream with hello, heartbeats and task status reports)
+// against real schedulers, but fakes the runtime: a task assigned to it reports
 // RUNNING after a configurable delay and STOPPED when the scheduler wants it stopped. It is
 // what scheduling throughput is measured with (make bench), where real containers would
 // measure containerd instead.
@@ -8,8 +9,7 @@ package nodesim
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -17,10 +17,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"orch/pkg/lifecycle"
+	"orch/pkg/pki"
 	orchv1 "orch/proto/orch/v1"
 )
 
@@ -33,15 +34,16 @@ type Config struct {
 	Memory    int      // per node, MiB; default 16384
 	// StartDelay is how long a task takes from assignment to RUNNING.
 	StartDelay time.Duration
-	// Conns is how many gRPC connections the simulated nodes share; default 8.
-	Conns             int
+	// JoinToken is the cluster's worker join token (`orchctl operator join-token worker`):
+	// every simulated node enrolls with it and gets its own certificate.
+	JoinToken         string
 	HeartbeatInterval time.Duration // default 5s
 }
 
 // Sim is a running simulation.
 type Sim struct {
 	cfg       Config
-	conns     []*grpc.ClientConn
+	enrollers []*grpc.ClientConn // one per endpoint, verified by the token's CA digest
 	wg        sync.WaitGroup
 	cancel    context.CancelFunc
 	running   atomic.Int64
@@ -64,20 +66,21 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 	if cfg.Memory == 0 {
 		cfg.Memory = 16384
 	}
-	if cfg.Conns == 0 {
-		cfg.Conns = 8
-	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 5 * time.Second
 	}
+	tok, err := pki.ParseJoinToken(cfg.JoinToken)
+	if err != nil {
+		return nil, fmt.Errorf("nodesim: join token: %w", err)
+	}
 	s := &Sim{cfg: cfg}
-	for i := 0; i < cfg.Conns; i++ {
-		c, err := grpc.NewClient(cfg.Endpoints[i%len(cfg.Endpoints)], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	for _, ep := range cfg.Endpoints {
+		c, err := grpc.NewClient(ep, grpc.WithTransportCredentials(credentials.NewTLS(pki.PinnedTLS(tok.CADigest))))
 		if err != nil {
 			s.Close()
 			return nil, err
 		}
-		s.conns = append(s.conns, c)
+		s.enrollers = append(s.enrollers, c)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -86,12 +89,16 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 	var regErr atomic.Value
 	var rwg sync.WaitGroup
 	for i := 0; i < cfg.Nodes; i++ {
-		n := &node{sim: s, conn: s.conns[i%len(s.conns)], hostname: fmt.Sprintf("sim-%05d", i), tasks: map[string]*orchv1.Task{}}
+		n := &node{sim: s, endpoint: i % len(cfg.Endpoints), hostname: fmt.Sprintf("sim-%05d", i), tasks: map[string]*orchv1.Task{}}
 		sem <- struct{}{}
 		rwg.Add(1)
 		go func() {
 			defer rwg.Done()
 			defer func() { <-sem }()
+			if err := n.enroll(ctx); err != nil {
+				regErr.Store(err)
+				return
+			}
 			if err := n.register(ctx); err != nil {
 				regErr.Store(err)
 				return
@@ -124,25 +131,67 @@ func (s *Sim) Close() {
 		s.cancel()
 	}
 	s.wg.Wait()
-	for _, c := range s.conns {
+	for _, c := range s.enrollers {
 		c.Close()
 	}
 }
 
 type node struct {
 	sim      *Sim
-	conn     *grpc.ClientConn
+	creds    credentials.TransportCredentials // mutual TLS with this node's certificate
+	endpoint int                              // index of the scheduler it talks to
+	conn     *grpc.ClientConn                 // its own connection to that scheduler
 	hostname string
 	hostID   string
 	mu       sync.Mutex
 	tasks    map[string]*orchv1.Task // what this node runs, by id
 }
 
+// enroll gets the node its certificate (the host id is its common name) and connects.
+func (n *node) enroll(ctx context.Context) error {
+	keyPEM, csr, err := pki.NewKeyAndCSR(n.hostname)
+	if err != nil {
+		return err
+	}
+	var resp *orchv1.EnrollResponse
+	for attempt := 0; ; attempt++ {
+		c := n.sim.enrollers[(n.endpoint+attempt)%len(n.sim.enrollers)]
+		resp, err = orchv1.NewOperatorClient(c).Enroll(ctx, &orchv1.EnrollRequest{Token: n.sim.cfg.JoinToken, Csr: csr})
+		if err == nil {
+			break
+		}
+		if attempt == 20 || ctx.Err() != nil {
+			return fmt.Errorf("nodesim: enroll %s: %w", n.hostname, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ca, err := pki.ParseCertificatePEM(resp.GetCaCertificate())
+	if err != nil {
+		return err
+	}
+	pair, err := pki.KeyPair(resp.GetCertificate(), keyPEM, ca)
+	if err != nil {
+		return err
+	}
+	n.hostID = resp.GetNodeId()
+	n.creds = credentials.NewTLS(pki.ClientTLSWith(ca, func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return pair, nil }, ""))
+	return n.dial()
+}
+
+// dial connects the node to its current scheduler, closing the previous connection.
+func (n *node) dial() error {
+	if n.conn != nil {
+		n.conn.Close()
+	}
+	c, err := grpc.NewClient(n.sim.cfg.Endpoints[n.endpoint], grpc.WithTransportCredentials(n.creds),
+		grpc.WithReadBufferSize(8<<10), grpc.WithWriteBufferSize(8<<10))
+	n.conn = c
+	return err
+}
+
 func (n *node) register(ctx context.Context) error {
-	var b [16]byte
-	rand.Read(b[:])
 	req := &orchv1.RegisterHostRequest{
-		HostId: hex.EncodeToString(b[:]), Hostname: n.hostname, Clusters: n.sim.cfg.Clusters,
+		HostId: n.hostID, Hostname: n.hostname, Clusters: n.sim.cfg.Clusters,
 		Cpu: int32(n.sim.cfg.CPU), Memory: int32(n.sim.cfg.Memory), AgentVersion: "nodesim",
 		Attributes: []*orchv1.Attribute{{Name: "ecs.os-type", Value: "linux"}},
 	}
@@ -162,12 +211,16 @@ func (n *node) register(ctx context.Context) error {
 // run keeps the node's session, reconnecting after failures to the next scheduler (only the
 // leader keeps sessions, as with the real agent).
 func (n *node) run(ctx context.Context) {
-	next := 0
+	defer func() { n.conn.Close() }()
 	for ctx.Err() == nil {
 		if err := n.session(ctx); err != nil && ctx.Err() == nil {
 			n.sim.errs.Add(1)
-			next++
-			n.conn = n.sim.conns[next%len(n.sim.conns)]
+			if len(n.sim.cfg.Endpoints) > 1 {
+				n.endpoint = (n.endpoint + 1) % len(n.sim.cfg.Endpoints)
+				if n.dial() != nil {
+					return
+				}
+			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}

@@ -35,20 +35,26 @@ func run() error {
 	workers := flag.Int("workers", 16, "concurrent run-task callers")
 	cluster := flag.String("cluster", "sim", "cluster the simulated nodes serve (created if missing)")
 	cidr := flag.String("cidr", "100.64.0.0/10", "the cluster's network: one /24 per node, so it must hold -nodes of them")
+	caCert := flag.String("ca-cert", os.Getenv(client.EnvCACert), "the cluster CA (<data-dir>/ca.pem of a scheduler)")
+	token := flag.String("token", os.Getenv(client.EnvToken), "an API token (orchctl operator bootstrap-token)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	eps := strings.Split(*endpoints, ",")
-	c, err := client.Dial(ctx, eps)
+	c, err := client.Dial(ctx, eps, client.WithCAFile(*caCert), client.WithToken(*token))
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	join, err := orchv1.NewOperatorClient(c.Conn()).GetJoinTokens(ctx, &orchv1.GetJoinTokensRequest{})
+	if err != nil {
+		return fmt.Errorf("worker join token: %w", err)
+	}
 	if _, err := c.CreateCluster(ctx, &orchv1.CreateClusterRequest{ClusterName: *cluster, Cidr: *cidr}); err != nil {
 		return err
 	}
 	t0 := time.Now()
-	sim, err := nodesim.Start(ctx, nodesim.Config{Endpoints: eps, Nodes: *nodes, Clusters: []string{*cluster}, StartDelay: *delay})
+	sim, err := nodesim.Start(ctx, nodesim.Config{Endpoints: eps, Nodes: *nodes, Clusters: []string{*cluster}, StartDelay: *delay, JoinToken: join.GetWorker()})
 	if err != nil {
 		return err
 	}
