@@ -69,7 +69,9 @@ func (s *Server) setupIdentity(ctx context.Context, restoreCA *pki.CA) error {
 		if id.bootCA, err = pki.UnmarshalPlain(b); err != nil {
 			return fmt.Errorf("bootstrap CA %s: %w", s.bootCAPath(), err)
 		}
-	case s.cfg.CACertFile != "" || s.cfg.CAKeyFile != "":
+	case (s.cfg.CACertFile != "" || s.cfg.CAKeyFile != "") && !id.files.Exists():
+		// Only a server without a certificate needs them: after the cluster formed, the key
+		// file may be gone.
 		ca, err := loadCAFiles(s.cfg.CACertFile, s.cfg.CAKeyFile)
 		if err != nil {
 			return err

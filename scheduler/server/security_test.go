@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -321,4 +322,40 @@ func TestRestoreOntoBlankServer(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// TestCAFilesOnlyAtFirstStart: the CA key handed to a new server is kept only until the
+// replicated state has the CA; a restart with the same flags after the key file was deleted
+// (as the docs advise) starts from the server's own certificate.
+func TestCAFilesOnlyAtFirstStart(t *testing.T) {
+	certFile, keyFile, ca := writeCA(t)
+	tc := startOne(t, func(c *Config) { c.CACertFile, c.CAKeyFile = certFile, keyFile })
+	s := tc.servers[0]
+	if _, _, err := s.JoinTokens(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(s.CACertificate(), ca.CertPEM) {
+		t.Fatal("the server does not use the CA it was given")
+	}
+	retry(t, func() error {
+		if fileExists(s.bootCAPath()) {
+			return status.Error(codes.FailedPrecondition, "bootstrap-ca.pem still there")
+		}
+		return nil
+	})
+	s.Close()
+	if err := os.Remove(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := New(tc.cfgs[0])
+	if err != nil {
+		t.Fatalf("restart without the CA key file: %v", err)
+	}
+	defer s2.Close()
+	if err := s2.WaitLeader(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.signingCA(); err != nil {
+		t.Fatalf("after the restart the server cannot sign: %v", err)
+	}
 }
