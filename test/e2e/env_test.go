@@ -42,6 +42,11 @@ type envOpts struct {
 	dev bool
 	// clusters are the agent's --cluster values (default "default"); "*" serves every cluster.
 	clusters []string
+	// schedulerOnly starts the scheduler alone: no containerd, registry, host namespace or
+	// agent (for what needs only the control plane).
+	schedulerOnly bool
+	// schedulerArgs are added to every orch-scheduler command line.
+	schedulerArgs []string
 }
 
 // env is one private orch installation: containerd, registry, a host network namespace, a
@@ -62,11 +67,18 @@ type env struct {
 	sched *harness.Process // the scheduler (in dev mode also the agent)
 	agent *harness.Process // nil in dev mode
 
+	// creds are the cluster's CA file, API token and join tokens, obtained once from the
+	// first scheduler start (they outlive restarts).
+	creds harness.Credentials
+	// orchctlConfig is orchctl's $ORCH_CONFIG: a file no test writes unless it means to, so
+	// that the machine's ~/.orch/config.json never counts.
+	orchctlConfig string
+
 	webImage, busyboxImage string // full references in the private registry
 }
 
 // newEnv starts everything and waits until the scheduler has the default cluster and the
-// agent is connected to it.
+// agent, enrolled with the worker join token, is connected to it.
 func newEnv(t *testing.T, opts envOpts) *env {
 	t.Helper()
 	harness.RequireRoot(t)
@@ -74,23 +86,21 @@ func newEnv(t *testing.T, opts envOpts) *env {
 		opts.clusters = []string{"default"}
 	}
 	e := &env{t: t, opts: opts, bins: harness.BuildBinaries(t, harness.OrchCommands...)}
+	e.orchctlConfig = filepath.Join(t.TempDir(), "orchctl-config.json")
+	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)) }
+	e.grpcAddr, e.httpAddr, e.raftAddr, e.agentAddr, e.metricsAddr = addr(), addr(), addr(), addr(), addr()
+	e.schedData = filepath.Join(t.TempDir(), "scheduler")
+	e.agentData = filepath.Join(t.TempDir(), "agent")
+	if opts.schedulerOnly {
+		e.startScheduler()
+		e.creds = e.bootstrap()
+		e.waitCluster("default")
+		return e
+	}
 
 	// Registered first so that their cleanups run last: after the processes and containerd
 	// (with every container) are gone.
-	e.hostNS = "orche2e-" + harness.RandomSuffix()
-	mustRun(t, "ip", "netns", "add", e.hostNS)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", e.hostNS).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", e.hostNS, err, out)
-		}
-	})
-	mustRun(t, "ip", "netns", "exec", e.hostNS, "ip", "link", "set", "lo", "up")
-	e.netnsDir = filepath.Join(t.TempDir(), "netns")
-	t.Cleanup(func() {
-		if err := harness.UnmountUnder(e.netnsDir); err != nil {
-			t.Errorf("unmount task namespaces: %v", err)
-		}
-	})
+	e.hostNS, e.netnsDir = newHostNS(t)
 
 	e.ctrd = harness.StartContainerd(t)
 	e.reg = harness.StartRegistry(t)
@@ -104,18 +114,64 @@ func newEnv(t *testing.T, opts envOpts) *env {
 		t.Fatalf("push busybox image: %v", err)
 	}
 
-	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)) }
-	e.grpcAddr, e.httpAddr, e.raftAddr, e.agentAddr, e.metricsAddr = addr(), addr(), addr(), addr(), addr()
-	e.schedData = filepath.Join(t.TempDir(), "scheduler")
-	e.agentData = filepath.Join(t.TempDir(), "agent")
-
 	e.startScheduler()
+	e.creds = e.bootstrap()
 	e.waitCluster("default")
 	if !opts.dev {
-		e.startAgent()
+		e.startAgent("--join-token", e.creds.WorkerToken)
 	}
 	e.waitAgentConnected("default")
 	return e
+}
+
+// newHostNS creates a "host" network namespace for an agent and the dir where it mounts its
+// tasks' namespaces; both are removed at cleanup (after the processes registered later).
+func newHostNS(t *testing.T) (name, netnsDir string) {
+	t.Helper()
+	name = "orche2e-" + harness.RandomSuffix()
+	mustRun(t, "ip", "netns", "add", name)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, out)
+		}
+	})
+	mustRun(t, "ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
+	netnsDir = filepath.Join(t.TempDir(), "netns")
+	t.Cleanup(func() {
+		if err := harness.UnmountUnder(netnsDir); err != nil {
+			t.Errorf("unmount task namespaces: %v", err)
+		}
+	})
+	return name, netnsDir
+}
+
+// bootstrap obtains the credentials of the scheduler just started on an empty data dir: its
+// CA file, the API token of the one-time bootstrap and the join tokens. It gives up at once
+// if the scheduler exits.
+func (e *env) bootstrap() harness.Credentials {
+	e.t.Helper()
+	return bootstrapScheduler(e.t, e.sched, e.schedData, e.grpcAddr)
+}
+
+func bootstrapScheduler(t *testing.T, sched *harness.Process, dataDir, endpoint string) harness.Credentials {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-sched.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	creds, err := harness.Bootstrap(ctx, dataDir, endpoint)
+	if err != nil {
+		if sched.Exited() {
+			t.Fatalf("orch-scheduler exited (%v) before it could be bootstrapped: %v", sched.Wait(), err)
+		}
+		t.Fatalf("credentials of the scheduler at %s: %v", endpoint, err)
+	}
+	return creds
 }
 
 // on returns the env for use in a subtest: failures and cleanups go to t.
@@ -125,8 +181,9 @@ func (e *env) on(t *testing.T) *env {
 	return &c
 }
 
-// startScheduler starts orch-scheduler (again, after a kill) with the same data dir and ports.
-func (e *env) startScheduler() {
+// startScheduler starts orch-scheduler (again, after a kill) with the same data dir and
+// ports, envOpts.schedulerArgs and extra.
+func (e *env) startScheduler(extra ...string) {
 	e.t.Helper()
 	args := []string{"--data-dir", e.schedData, "--grpc-addr", e.grpcAddr, "--http-addr", e.httpAddr,
 		"--raft-addr", e.raftAddr}
@@ -134,11 +191,14 @@ func (e *env) startScheduler() {
 		args = append(args, "--dev", "--containerd", e.ctrd.Address, "--agent-addr", e.agentAddr,
 			"--agent-data-dir", e.agentData, "--netns-dir", e.netnsDir, "--host-netns", "/run/netns/"+e.hostNS)
 	}
-	e.sched = harness.StartProcess(e.t, e.bins["orch-scheduler"], nil, args...)
+	args = append(append(args, e.opts.schedulerArgs...), extra...)
+	e.sched = harness.StartProcess(e.t, e.bins["orch-scheduler"], cleanEnv, args...)
 }
 
-// startAgent starts orch-agent (again, after a kill) with the same data dir and ports.
-func (e *env) startAgent() {
+// startAgent starts orch-agent with the same data dir and ports, plus extra: the first time
+// with "--join-token", e.creds.WorkerToken; after a kill with nothing, since it has its
+// identity in <agent data>/tls then.
+func (e *env) startAgent(extra ...string) {
 	e.t.Helper()
 	args := []string{"--scheduler", e.grpcAddr, "--data-dir", e.agentData, "--containerd", e.ctrd.Address,
 		"--namespace", ctrdNamespace, "--listen", e.agentAddr, "--metrics-addr", e.metricsAddr,
@@ -146,8 +206,12 @@ func (e *env) startAgent() {
 	for _, c := range e.opts.clusters {
 		args = append(args, "--cluster", c)
 	}
-	e.agent = harness.StartProcess(e.t, e.bins["orch-agent"], nil, args...)
+	e.agent = harness.StartProcess(e.t, e.bins["orch-agent"], cleanEnv, append(args, extra...)...)
 }
+
+// cleanEnv keeps the settings of whoever runs the tests out of orch's programs: each test
+// passes what it means to on the command line.
+var cleanEnv = []string{"ORCH_ADDR=", "ORCH_TOKEN=", "ORCH_CA_CERT=", "ORCH_JOIN_TOKEN=", "ORCH_SNAPSHOT_PASSPHRASE="}
 
 // result is what one orchctl run printed and its exit code.
 type result struct {
@@ -159,13 +223,22 @@ func (r result) String() string {
 	return fmt.Sprintf("exit code %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 }
 
-// orchctl runs the CLI against this env's scheduler.
+// orchctl runs the CLI against this env's scheduler with the cluster's CA file and API
+// token.
 func (e *env) orchctl(args ...string) result {
+	e.t.Helper()
+	return e.orchctlWith(nil, append([]string{"--ca-cert", e.creds.CAFile, "--token", e.creds.Token}, args...)...)
+}
+
+// orchctlWith runs the CLI against this env's scheduler (a later --endpoint in args wins) with
+// no credentials but those in args and env (added to the environment).
+func (e *env) orchctlWith(env []string, args ...string) result {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.bins["orchctl"], append([]string{"--endpoint", e.grpcAddr}, args...)...)
-	cmd.Env = append(os.Environ(), "ORCH_ADDR=")
+	cmd.Env = append(append(os.Environ(), cleanEnv...), "ORCH_CONFIG="+e.orchctlConfig)
+	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -21,17 +21,13 @@ var livenessFlags = []string{"--heartbeat-grace", "7s", "--host-lost-after", "2s
 // missing from its desired set and stops it; its STOPPED report frees the address, which the
 // next task gets.
 func TestHostLost(t *testing.T) {
-	e := newEnv(t, envOpts{})
-	out, _ := exec.Command(e.bins["orch-scheduler"], "--help").CombinedOutput()
+	harness.RequireRoot(t)
+	bins := harness.BuildBinaries(t, harness.OrchCommands...)
+	out, _ := exec.Command(bins["orch-scheduler"], "--help").CombinedOutput()
 	if !strings.Contains(string(out), "heartbeat-grace") {
 		t.Skip("orch-scheduler has no --heartbeat-grace flag yet: the node liveness controller is not wired in")
 	}
-	// Again with short timeouts.
-	e.killScheduler()
-	e.sched = harness.StartProcess(t, e.bins["orch-scheduler"], nil, append([]string{"--data-dir", e.schedData,
-		"--grpc-addr", e.grpcAddr, "--http-addr", e.httpAddr, "--raft-addr", e.raftAddr}, livenessFlags...)...)
-	e.waitCluster("default")
-	e.waitAgentConnected("default")
+	e := newEnv(t, envOpts{schedulerArgs: livenessFlags})
 
 	e.registerTaskDef(webTaskDef)
 	var run orchv1.RunTaskResponse
@@ -51,7 +47,7 @@ func TestHostLost(t *testing.T) {
 	// stays held.
 	e.waitHTTP(ip)
 
-	e.startAgent()
+	e.startAgent() // no join token: it has its identity
 	e.waitAgentConnected("default")
 	confirmed := e.waitTask("default", id, "confirmed stopped by its agent", func(t *orchv1.Task) bool { return !t.GetEniHeld() })
 	if confirmed.GetStopCode() != "HostLost" || confirmed.GetLastStatus() != "STOPPED" {

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -109,11 +111,15 @@ func TestSchedulerKillAndRestart(t *testing.T) {
 	e.waitHTTP(attachmentIP(e.describeTask("default", taskID(run.GetTasks()[0]))))
 }
 
-// TestAgentKillAndRestart kills the agent with SIGKILL and starts it again: the task keeps
-// running all along in the same container process with the same IP, stays RUNNING without
-// any change, and the restarted agent neither starts it twice nor leaves anything orphaned.
+// TestAgentKillAndRestart kills the agent with SIGKILL and starts it again without a join
+// token: it comes back as the same host with the identity it saved when it enrolled. The task
+// keeps running all along in the same container process with the same IP, stays RUNNING
+// without any change, and the restarted agent neither starts it twice nor leaves anything
+// orphaned.
 func TestAgentKillAndRestart(t *testing.T) {
 	e := newEnv(t, envOpts{})
+	instance := e.waitAgentConnected("default")
+	identity := e.agentIdentity()
 	e.registerTaskDef(webTaskDef)
 	var run orchv1.RunTaskResponse
 	e.orchctlJSON(&run, "run-task", "--cluster", "default", "--task-definition", "web", "--wait")
@@ -133,8 +139,18 @@ func TestAgentKillAndRestart(t *testing.T) {
 		t.Errorf("with the agent down the task is %s, want RUNNING", got)
 	}
 
-	e.startAgent()
-	e.waitAgentConnected("default")
+	e.startAgent() // no --join-token, and none in the environment
+	again := e.waitAgentConnected("default")
+	if again.GetContainerInstanceArn() != instance.GetContainerInstanceArn() || again.GetEc2InstanceId() != instance.GetEc2InstanceId() {
+		t.Errorf("the restarted agent is another container instance: %s (%s), want %s (%s)",
+			again.GetContainerInstanceArn(), again.GetEc2InstanceId(), instance.GetContainerInstanceArn(), instance.GetEc2InstanceId())
+	}
+	if got := e.agentIdentity(); got != identity {
+		t.Errorf("the agent's identity files changed across the restart")
+	}
+	if strings.Contains(e.agent.Log(), "msg=enrolled ") {
+		t.Errorf("the restarted agent enrolled again instead of using its saved identity:\n%s", e.agent.Log())
+	}
 	// A second task placed after the restart: once it runs, the restarted agent has taken in
 	// its whole desired set, the first task included.
 	var run2 orchv1.RunTaskResponse
@@ -207,6 +223,20 @@ func TestAgentKillAndRestart(t *testing.T) {
 	if processAlive(int(pid)) {
 		t.Errorf("container process %d still alive after its task stopped", pid)
 	}
+}
+
+// agentIdentity is the content of the agent's identity files (<agent data>/tls).
+func (e *env) agentIdentity() string {
+	e.t.Helper()
+	var all strings.Builder
+	for _, f := range []string{"ca.pem", "node.pem", "node-key.pem"} {
+		b, err := os.ReadFile(filepath.Join(e.agentData, "tls", f))
+		if err != nil {
+			e.t.Fatalf("agent identity: %v", err)
+		}
+		all.Write(b)
+	}
+	return all.String()
 }
 
 func sorted(s []string) []string {

@@ -1,8 +1,9 @@
 // Package harness starts the real parts that orch's integration, e2e, chaos and bench tests run
 // against: a private containerd (its own root, state, config and socket in a temp dir, never the
 // machine's /run/containerd), a private OCI registry (Debian's docker-registry on 127.0.0.1),
-// test images built from busybox-static and pushed there, child processes with their logs, and
-// orch's own binaries built once per test binary.
+// test images built from busybox-static and pushed there, child processes with their logs,
+// orch's own binaries built once per test binary, and the credentials a started scheduler
+// gives out (Bootstrap: its CA file, the API token of the one-time bootstrap, the join tokens).
 //
 // Every Start* function takes a testing.TB, registers its cleanup with t.Cleanup and prints the
 // tail of the part's log when the test fails. The Run* variants are for programs (make run,
