@@ -96,7 +96,8 @@ that 'orchctl configure' writes ($` + EnvConfig + ` or ~/.orch/config.json), els
   orchctl create-cluster --cluster-name default
   orchctl register-task-definition --cli-input-json file://web.json
   orchctl run-task --task-definition web --wait
-  orchctl describe-tasks --tasks 0f3c1e...`,
+  orchctl describe-tasks --tasks 0f3c1e...
+  orchctl create-service --service-name web --task-definition web --desired-count 2 --wait`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -122,6 +123,7 @@ that 'orchctl configure' writes ($` + EnvConfig + ` or ~/.orch/config.json), els
 		&cobra.Group{ID: "clusters", Title: "Clusters:"},
 		&cobra.Group{ID: "taskdefs", Title: "Task definitions:"},
 		&cobra.Group{ID: "tasks", Title: "Tasks:"},
+		&cobra.Group{ID: "services", Title: "Services:"},
 		&cobra.Group{ID: "instances", Title: "Container instances:"},
 		&cobra.Group{ID: "tags", Title: "Tagging:"},
 		&cobra.Group{ID: "operator", Title: "Control plane:"},
@@ -136,6 +138,8 @@ that 'orchctl configure' writes ($` + EnvConfig + ` or ~/.orch/config.json), els
 	add("taskdefs", a.registerTaskDefinitionCmd(), a.describeTaskDefinitionCmd(),
 		a.listTaskDefinitionsCmd(), a.deregisterTaskDefinitionCmd())
 	add("tasks", a.runTaskCmd(), a.stopTaskCmd(), a.listTasksCmd(), a.describeTasksCmd(), a.logsCmd())
+	add("services", a.createServiceCmd(), a.updateServiceCmd(), a.deleteServiceCmd(), a.describeServicesCmd(),
+		a.listServicesCmd(), a.waitCmd())
 	add("instances", a.listContainerInstancesCmd(), a.describeContainerInstancesCmd())
 	add("tags", a.tagResourceCmd(), a.untagResourceCmd(), a.listTagsForResourceCmd())
 	add("operator", a.operatorCmd())

@@ -32,6 +32,11 @@ type fakeOrch struct {
 	DescribeTasksFn              func(context.Context, *orchv1.DescribeTasksRequest) (*orchv1.DescribeTasksResponse, error)
 	ListTasksFn                  func(context.Context, *orchv1.ListTasksRequest) (*orchv1.ListTasksResponse, error)
 	WatchTasksFn                 func(*orchv1.WatchTasksRequest, grpc.ServerStreamingServer[orchv1.WatchTasksResponse]) error
+	CreateServiceFn              func(context.Context, *orchv1.CreateServiceRequest) (*orchv1.CreateServiceResponse, error)
+	UpdateServiceFn              func(context.Context, *orchv1.UpdateServiceRequest) (*orchv1.UpdateServiceResponse, error)
+	DeleteServiceFn              func(context.Context, *orchv1.DeleteServiceRequest) (*orchv1.DeleteServiceResponse, error)
+	DescribeServicesFn           func(context.Context, *orchv1.DescribeServicesRequest) (*orchv1.DescribeServicesResponse, error)
+	ListServicesFn               func(context.Context, *orchv1.ListServicesRequest) (*orchv1.ListServicesResponse, error)
 	ListContainerInstancesFn     func(context.Context, *orchv1.ListContainerInstancesRequest) (*orchv1.ListContainerInstancesResponse, error)
 	DescribeContainerInstancesFn func(context.Context, *orchv1.DescribeContainerInstancesRequest) (*orchv1.DescribeContainerInstancesResponse, error)
 	GetLogsFn                    func(*orchv1.GetLogsRequest, grpc.ServerStreamingServer[orchv1.LogEntry]) error
@@ -126,6 +131,41 @@ func (f *fakeOrch) WatchTasks(r *orchv1.WatchTasksRequest, s grpc.ServerStreamin
 		return f.UnimplementedOrchServer.WatchTasks(r, s)
 	}
 	return f.WatchTasksFn(r, s)
+}
+
+func (f *fakeOrch) CreateService(ctx context.Context, r *orchv1.CreateServiceRequest) (*orchv1.CreateServiceResponse, error) {
+	if f.CreateServiceFn == nil {
+		return f.UnimplementedOrchServer.CreateService(ctx, r)
+	}
+	return f.CreateServiceFn(ctx, r)
+}
+
+func (f *fakeOrch) UpdateService(ctx context.Context, r *orchv1.UpdateServiceRequest) (*orchv1.UpdateServiceResponse, error) {
+	if f.UpdateServiceFn == nil {
+		return f.UnimplementedOrchServer.UpdateService(ctx, r)
+	}
+	return f.UpdateServiceFn(ctx, r)
+}
+
+func (f *fakeOrch) DeleteService(ctx context.Context, r *orchv1.DeleteServiceRequest) (*orchv1.DeleteServiceResponse, error) {
+	if f.DeleteServiceFn == nil {
+		return f.UnimplementedOrchServer.DeleteService(ctx, r)
+	}
+	return f.DeleteServiceFn(ctx, r)
+}
+
+func (f *fakeOrch) DescribeServices(ctx context.Context, r *orchv1.DescribeServicesRequest) (*orchv1.DescribeServicesResponse, error) {
+	if f.DescribeServicesFn == nil {
+		return f.UnimplementedOrchServer.DescribeServices(ctx, r)
+	}
+	return f.DescribeServicesFn(ctx, r)
+}
+
+func (f *fakeOrch) ListServices(ctx context.Context, r *orchv1.ListServicesRequest) (*orchv1.ListServicesResponse, error) {
+	if f.ListServicesFn == nil {
+		return f.UnimplementedOrchServer.ListServices(ctx, r)
+	}
+	return f.ListServicesFn(ctx, r)
 }
 
 func (f *fakeOrch) ListContainerInstances(ctx context.Context, r *orchv1.ListContainerInstancesRequest) (*orchv1.ListContainerInstancesResponse, error) {

@@ -45,21 +45,17 @@ func TestServiceLifecycle(t *testing.T) {
 	rev2 := e.registerTaskDef(strings.ReplaceAll(svcWebTaskDef, "%REV%", "2"))
 	// Registered after newEnv's cleanups, so it runs before them, while the scheduler is up: a
 	// failed test leaves no service behind to restart its tasks while the env goes away.
-	t.Cleanup(func() {
-		if r := e.orchctl("describe-services", "--services", svc, "-o", "json"); r.code == 0 && strings.Contains(r.stdout, `"status": "ACTIVE"`) {
-			e.orchctl("delete-service", "--service", svc, "--force")
-		}
-	})
+	t.Cleanup(func() { e.orchctl("delete-service", "--service", svc, "--force") })
 
-	// create-service, then wait services-stable.
+	// create-service --wait prints the service once it is stable.
 	var created orchv1.CreateServiceResponse
 	e.orchctlJSON(&created, "create-service", "--cluster", "default", "--service-name", svc,
-		"--task-definition", "svcweb:1", "--desired-count", "2",
+		"--task-definition", "svcweb:1", "--desired-count", "2", "--wait", "--wait-timeout", waitTimeout.String(),
 		"--deployment-configuration", "maximumPercent=200,minimumHealthyPercent=100,deploymentCircuitBreaker={enable=true,rollback=true}")
 	s := created.GetService()
-	if s.GetStatus() != "ACTIVE" || s.GetDesiredCount() != 2 || s.GetTaskDefinition() != rev1.GetTaskDefinitionArn() ||
-		len(s.GetDeployments()) != 1 || s.GetDeployments()[0].GetStatus() != "PRIMARY" {
-		t.Fatalf("create-service: want an ACTIVE service of %s with desiredCount 2 and one PRIMARY deployment:\n%s",
+	if s.GetStatus() != "ACTIVE" || s.GetDesiredCount() != 2 || s.GetRunningCount() != 2 || s.GetPendingCount() != 0 ||
+		s.GetTaskDefinition() != rev1.GetTaskDefinitionArn() || len(s.GetDeployments()) != 1 || s.GetDeployments()[0].GetStatus() != "PRIMARY" {
+		t.Fatalf("create-service --wait: want an ACTIVE service of %s running 2 of 2 tasks, one PRIMARY deployment:\n%s",
 			rev1.GetTaskDefinitionArn(), protojson.Format(&created))
 	}
 	if cb := s.GetDeploymentConfiguration(); cb.GetMaximumPercent() != 200 || cb.GetMinimumHealthyPercent() != 100 ||
@@ -67,11 +63,13 @@ func TestServiceLifecycle(t *testing.T) {
 		t.Errorf("create-service: deploymentConfiguration %v, want the one given", cb)
 	}
 	dep1 := s.GetDeployments()[0].GetId()
-	e.waitServicesStable(svc)
 
-	s = e.describeService(svc)
-	if s.GetRunningCount() != 2 || s.GetPendingCount() != 0 {
-		t.Errorf("after services-stable: runningCount %d pendingCount %d, want 2 and 0", s.GetRunningCount(), s.GetPendingCount())
+	// ECS refuses to delete a service scaled above 0, and a second service of the name.
+	if r := e.orchctl("delete-service", "--service", svc); r.code != 254 || !strings.Contains(r.stderr, "when calling the DeleteService operation") {
+		t.Errorf("delete-service of a service running 2 tasks without --force: want exit 254 from the server: %s", r)
+	}
+	if r := e.orchctl("create-service", "--service-name", svc, "--task-definition", "svcweb:2", "--desired-count", "1"); r.code != 254 {
+		t.Errorf("create-service of a name in use with other settings: want exit 254: %s", r)
 	}
 	tasks := e.serviceTasks(svc)
 	if len(tasks) != 2 {
@@ -106,21 +104,22 @@ func TestServiceLifecycle(t *testing.T) {
 	if dead.GetStopCode() != "EssentialContainerExited" {
 		t.Errorf("killed task: stopCode %q, want EssentialContainerExited", dead.GetStopCode())
 	}
-	replacement := e.waitService(svc, "a task started in place of the killed one", func(s *orchv1.Service) bool {
-		return s.GetRunningCount() == 2 && len(e.serviceTasks(svc)) == 2
-	})
 	var newID string
-	for _, task := range e.serviceTasks(svc) {
-		if taskID(task) != taskID(tasks[0]) && taskID(task) != taskID(tasks[1]) {
-			newID = taskID(task)
+	e.waitService(svc, "running 2 tasks again, one new", func(s *orchv1.Service) bool {
+		if s.GetRunningCount() != 2 {
+			return false
 		}
-	}
-	if newID == "" {
-		t.Fatalf("no new task of group service:%s after %s was killed", svc, taskID(victim))
-	}
-	if want := fmt.Sprintf("(service %s) has started 1 tasks: (task %s).", svc, newID); !hasEvent(replacement, want) {
-		t.Errorf("no event %q:\n%s", want, eventList(replacement))
-	}
+		newID = ""
+		running := e.serviceTasks(svc)
+		for _, task := range running {
+			if taskID(task) != taskID(tasks[0]) && taskID(task) != taskID(tasks[1]) && task.GetLastStatus() == "RUNNING" {
+				newID = taskID(task)
+			}
+		}
+		return len(running) == 2 && newID != ""
+	})
+	started := fmt.Sprintf("(service %s) has started 1 tasks: (task %s).", svc, newID)
+	e.waitService(svc, "with the event "+started, func(s *orchv1.Service) bool { return hasEvent(s, started) })
 	e.waitServicesStable(svc)
 
 	// A rolling deployment to revision 2, sampled as it goes: with minimumHealthyPercent 100 the
@@ -133,14 +132,18 @@ func TestServiceLifecycle(t *testing.T) {
 		t.Errorf("update-service: want a PRIMARY deployment of %s and the former one ACTIVE:\n%s", rev2.GetTaskDefinitionArn(), protojson.Format(&updated))
 	}
 	dep2 := updated.GetService().GetDeployments()[0].GetId()
+	var belowMin []string // samples with fewer than 2 tasks running
 	final := e.waitService(svc, "rolled out to revision 2", func(s *orchv1.Service) bool {
 		if s.GetRunningCount() < 2 {
-			t.Errorf("during the deployment: runningCount %d < 2 (minimumHealthyPercent 100):\n%s", s.GetRunningCount(), stateOf(s))
+			belowMin = append(belowMin, stateOf(s))
 		}
 		d := s.GetDeployments()
 		return len(d) == 1 && d[0].GetId() == dep2 && d[0].GetRolloutState() == "COMPLETED" && s.GetRunningCount() == 2 &&
 			hasEvent(s, fmt.Sprintf("(service %s) has reached a steady state.", svc))
 	})
+	if len(belowMin) > 0 {
+		t.Errorf("during the deployment the service ran fewer than 2 tasks (minimumHealthyPercent 100) %d times; first:\n%s", len(belowMin), belowMin[0])
+	}
 	if final.GetTaskDefinition() != rev2.GetTaskDefinitionArn() {
 		t.Errorf("service taskDefinition %s, want %s", final.GetTaskDefinition(), rev2.GetTaskDefinitionArn())
 	}
@@ -154,27 +157,52 @@ func TestServiceLifecycle(t *testing.T) {
 		}
 		e.waitHTTP(attachmentIP(task))
 	}
+	// With minimumHealthyPercent 100, no old task stops before a new one runs.
+	var firstNewStart time.Time
+	for _, task := range newTasks {
+		if at := task.GetStartedAt().AsTime(); firstNewStart.IsZero() || at.Before(firstNewStart) {
+			firstNewStart = at
+		}
+	}
 	for _, old := range oldTasks {
 		task := e.waitStatus("default", taskID(old), "STOPPED")
 		if task.GetStopCode() != "ServiceSchedulerInitiated" || !strings.HasPrefix(task.GetStoppedReason(), "Scaling activity initiated by (deployment ") {
 			t.Errorf("old task %s: stopCode %q stoppedReason %q, want ServiceSchedulerInitiated and \"Scaling activity initiated by (deployment ...)\"",
 				taskID(old), task.GetStopCode(), task.GetStoppedReason())
 		}
-	}
-	for _, want := range []string{
-		fmt.Sprintf("(service %s) has started 1 tasks: (task ", svc),
-		fmt.Sprintf("(service %s) has stopped 1 running tasks: (task %s).", svc, taskID(oldTasks[0])),
-		fmt.Sprintf("(service %s) has stopped 1 running tasks: (task %s).", svc, taskID(oldTasks[1])),
-		fmt.Sprintf("(service %s) has reached a steady state.", svc),
-	} {
-		if !hasEventPrefix(final, want) {
-			t.Errorf("no event %q after the deployment:\n%s", want, eventList(final))
+		if at := task.GetStoppingAt(); at != nil && at.AsTime().Before(firstNewStart) {
+			t.Errorf("old task %s was stopping at %s, before the first new task started (%s): minimumHealthyPercent 100 not kept",
+				taskID(old), at.AsTime().Format(time.StampMicro), firstNewStart.Format(time.StampMicro))
 		}
 	}
+	// ECS's events name each task started or stopped, one or several per event ("(service web)
+	// has stopped 2 running tasks: (task a) (task b).").
+	for _, task := range newTasks {
+		if !hasTaskEvent(final, fmt.Sprintf("(service %s) has started ", svc), taskID(task)) {
+			t.Errorf("no event \"(service %s) has started N tasks: ... (task %s)\":\n%s", svc, taskID(task), eventList(final))
+		}
+	}
+	for _, task := range oldTasks {
+		if !hasTaskEvent(final, fmt.Sprintf("(service %s) has stopped ", svc), taskID(task)) {
+			t.Errorf("no event \"(service %s) has stopped N running tasks: ... (task %s)\":\n%s", svc, taskID(task), eventList(final))
+		}
+	}
+	if want := fmt.Sprintf("(service %s) (deployment %s) deployment completed.", svc, dep2); !hasEvent(final, want) {
+		t.Errorf("no event %q:\n%s", want, eventList(final))
+	}
+	// The table a user reads.
+	table := e.orchctlOK("describe-services", "--services", svc).stdout
+	if lines := strings.Split(table, "\n"); len(lines) < 2 ||
+		strings.Join(strings.Fields(lines[1]), " ") != "web ACTIVE 2 2 0 svcweb:2 COMPLETED" {
+		t.Errorf("describe-services: want the row \"web ACTIVE 2 2 0 svcweb:2 COMPLETED\":\n%s", table)
+	}
+	t.Logf("orchctl describe-services --services %s:\n%s", svc, table)
 
 	// Scale to 0 with update-service --wait, then delete.
 	var scaled orchv1.UpdateServiceResponse
-	e.orchctlJSON(&scaled, "update-service", "--service", svc, "--desired-count", "0", "--wait", "--wait-timeout", waitTimeout.String())
+	r := e.orchctlOK("update-service", "--service", svc, "--desired-count", "0", "--wait", "--wait-timeout", waitTimeout.String(), "-o", "json")
+	decodeJSON(t, r.stdout, &scaled)
+	t.Logf("update-service --desired-count 0 --wait, progress on stderr:\n%s", r.stderr)
 	if s := scaled.GetService(); s.GetDesiredCount() != 0 || s.GetRunningCount() != 0 || len(s.GetDeployments()) != 1 {
 		t.Errorf("update-service --desired-count 0 --wait: want desired 0, running 0, one deployment:\n%s", stateOf(s))
 	}
@@ -258,8 +286,11 @@ func hasEvent(s *orchv1.Service, msg string) bool {
 	return slices.ContainsFunc(s.GetEvents(), func(ev *orchv1.ServiceEvent) bool { return ev.GetMessage() == msg })
 }
 
-func hasEventPrefix(s *orchv1.Service, prefix string) bool {
-	return slices.ContainsFunc(s.GetEvents(), func(ev *orchv1.ServiceEvent) bool { return strings.HasPrefix(ev.GetMessage(), prefix) })
+// hasTaskEvent reports whether an event starting with prefix names the task: "(task <id>)".
+func hasTaskEvent(s *orchv1.Service, prefix, id string) bool {
+	return slices.ContainsFunc(s.GetEvents(), func(ev *orchv1.ServiceEvent) bool {
+		return strings.HasPrefix(ev.GetMessage(), prefix) && strings.Contains(ev.GetMessage(), "(task "+id+")")
+	})
 }
 
 // eventList prints a service's events, newest first.
