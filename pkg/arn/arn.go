@@ -39,6 +39,11 @@ func (b Builder) ContainerInstance(cluster, id string) string {
 	return b.prefix() + "container-instance/" + cluster + "/" + id
 }
 
+// Service is arn:...:service/<cluster>/<name> (ECS's long ARN format).
+func (b Builder) Service(cluster, name string) string {
+	return b.prefix() + "service/" + cluster + "/" + name
+}
+
 // Container is arn:...:container/<cluster>/<task id>/<name>.
 func (b Builder) Container(cluster, taskID, name string) string {
 	return b.prefix() + "container/" + cluster + "/" + taskID + "/" + name

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"regexp"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -58,6 +60,9 @@ func (s *Server) clusterView(r *state.ReadTxn, c *orchv1.Cluster) *orchv1.Cluste
 		if ci.GetStatus() != "INACTIVE" {
 			out.RegisteredContainerInstancesCount++
 		}
+	}
+	if n, err := liveServices(r, c.GetClusterName()); err == nil {
+		out.ActiveServicesCount = int32(n)
 	}
 	tasks, _ := r.TasksByCluster(nil, c.GetClusterName())
 	for _, t := range tasks {
@@ -113,8 +118,19 @@ func (s *Server) DeleteCluster(ctx context.Context, req *orchv1.DeleteClusterReq
 	if req.GetCluster() == "" {
 		return nil, invalid("cluster: required")
 	}
+	name := clusterName(req.GetCluster())
+	// Checked here rather than in the FSM: a service created between this read and the
+	// delete's entry would be left in an INACTIVE cluster, where the controller cannot place
+	// its tasks, and DeleteService still drains it.
+	n, err := liveServices(s.store.Read(), name)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if n > 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "cluster %s: The Cluster cannot be deleted while Services are active. (%d ACTIVE or DRAINING services)", name, n)
+	}
 	v, err := s.raft.Apply(ctx, fsm.CmdDeleteCluster, &orchv1.DeleteClusterCommand{
-		ClusterName: clusterName(req.GetCluster()), At: timestamppb.New(s.now()),
+		ClusterName: name, At: timestamppb.New(s.now()),
 	})
 	if err != nil {
 		return nil, toStatus(err)

@@ -98,6 +98,7 @@ type Server struct {
 	log     *slog.Logger
 	disp    *dispatcher.Dispatcher
 	live    *controllers.Liveness
+	svcs    *controllers.Services
 	// leaderReady is true while this server leads and has applied everything committed
 	// before its term.
 	leaderReady atomic.Bool
@@ -193,12 +194,17 @@ func New(cfg Config) (*Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 10 * time.Second}),
 	)
-	api.New(store, s.raft, api.WithARNs(cfg.ARNs), api.WithLogger(cfg.Logger), api.WithNodeDialer(s.dialNode),
-		api.WithConsistentRead(s.consistentRead)).Attach(s.grpc)
+	apiServer := api.New(store, s.raft, api.WithARNs(cfg.ARNs), api.WithLogger(cfg.Logger), api.WithNodeDialer(s.dialNode),
+		api.WithConsistentRead(s.consistentRead))
+	apiServer.Attach(s.grpc)
 	s.disp = dispatcher.New(store, s.raft, cfg.Logger, cfg.Registry)
 	s.disp.SetLeaderCheck(s.raft.IsLeader)
 	s.live = controllers.NewLiveness(store, s.raft, s.disp.LastSeen, time.Now, controllers.LivenessConfig{
 		Grace: cfg.HeartbeatGrace, LostAfter: cfg.HostLostAfter, Logger: cfg.Logger, Registerer: cfg.Registry,
+	})
+	// INACTIVE services stay describable as long as stopped tasks do.
+	s.svcs = controllers.NewServices(store, s.raft, apiServer, time.Now, controllers.ServicesConfig{
+		InactiveRetention: cfg.StoppedTaskRetention, Logger: cfg.Logger, Registerer: cfg.Registry,
 	})
 	s.disp.Attach(s.grpc)
 	orchv1.RegisterOperatorServer(s.grpc, &operator{s: s})
@@ -287,6 +293,15 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			go func() { defer wg.Done(); s.gcStoppedTasks(lctx) }()
 			wg.Add(1)
 			go func() { defer wg.Done(); s.live.Run(lctx) }()
+			// The service controller starts tasks: only on a state that includes everything
+			// the previous leader committed (the barrier of establishLeadership), or it could
+			// start again what that leader started.
+			if s.leaderReady.Load() {
+				wg.Add(1)
+				go func() { defer wg.Done(); s.svcs.Run(lctx) }()
+			} else {
+				s.log.Warn("service controller not started: the leader is not ready (see the errors above)")
+			}
 		}
 	}
 }
