@@ -326,9 +326,9 @@ func TestUnaryCommands(t *testing.T) {
 		},
 		{
 			name:      "list-tasks",
-			args:      []string{"list-tasks", "--cluster", "prod", "--family", "web", "--container-instance", "ci1", "--desired-status", "stopped", "--started-by", "ci"},
+			args:      []string{"list-tasks", "--cluster", "prod", "--family", "web", "--container-instance", "ci1", "--desired-status", "stopped", "--started-by", "ci", "--service-name", "api"},
 			responses: map[string]proto.Message{"ListTasks": &orchv1.ListTasksResponse{TaskArns: []string{running.TaskArn}}},
-			wantCalls: []call{{"ListTasks", &orchv1.ListTasksRequest{Cluster: "prod", Family: "web", ContainerInstance: "ci1", DesiredStatus: "STOPPED", StartedBy: "ci"}}},
+			wantCalls: []call{{"ListTasks", &orchv1.ListTasksRequest{Cluster: "prod", Family: "web", ContainerInstance: "ci1", DesiredStatus: "STOPPED", StartedBy: "ci", ServiceName: "api"}}},
 			wantOut:   running.TaskArn + "\n",
 		},
 		{

@@ -127,9 +127,9 @@ wait until the task is STOPPED and print its final status with the containers' e
 }
 
 func (a *app) listTasksCmd() *cobra.Command {
-	var cluster, family, instance, desired, startedBy string
+	var cluster, family, instance, desired, startedBy, service string
 	cmd := &cobra.Command{
-		Use:     "list-tasks [--cluster C] [--family F] [--container-instance X] [--desired-status RUNNING|STOPPED] [--started-by S]",
+		Use:     "list-tasks [--cluster C] [--family F] [--service-name S] [--container-instance X] [--desired-status RUNNING|STOPPED] [--started-by S]",
 		Short:   "List task ARNs (default: tasks whose desired status is RUNNING)",
 		Example: `  orchctl list-tasks --cluster default --family web --desired-status STOPPED`,
 		Args:    cobra.NoArgs,
@@ -145,6 +145,7 @@ func (a *app) listTasksCmd() *cobra.Command {
 			ctx := cmd.Context()
 			resp, err := c.ListTasks(ctx, &orchv1.ListTasksRequest{
 				Cluster: cluster, Family: family, ContainerInstance: instance, DesiredStatus: ds, StartedBy: startedBy,
+				ServiceName: service,
 			})
 			if err != nil {
 				return apiError(ctx, "ListTasks", err)
@@ -161,6 +162,7 @@ func (a *app) listTasksCmd() *cobra.Command {
 	f.StringVar(&instance, "container-instance", "", "only tasks on this container instance (id or ARN)")
 	f.StringVar(&desired, "desired-status", "", "RUNNING (default) or STOPPED")
 	f.StringVar(&startedBy, "started-by", "", "only tasks started with this --started-by")
+	f.StringVar(&service, "service-name", "", "only tasks of this service (name or ARN)")
 	cmd.RegisterFlagCompletionFunc("desired-status", cobra.FixedCompletions([]string{"RUNNING", "STOPPED"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }

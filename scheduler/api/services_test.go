@@ -359,6 +359,16 @@ func TestLaunchAndStopTasks(t *testing.T) {
 	if len(tasks) != 25 || len(ips) != 25 {
 		t.Fatalf("%d tasks in the group, %d addresses", len(tasks), len(ips))
 	}
+	for _, name := range []string{"web", arn.Default.Service("homelab", "web"), "db"} {
+		want := 25
+		if name == "db" {
+			want = 0
+		}
+		list, err := s.ListTasks(ctx, &orchv1.ListTasksRequest{Cluster: "homelab", ServiceName: name})
+		if err != nil || len(list.GetTaskArns()) != want {
+			t.Fatalf("list-tasks --service-name %s: %d tasks, %v; want %d", name, len(list.GetTaskArns()), err, want)
+		}
+	}
 	// Over capacity: the rest are failures, as RunTask's.
 	resp, err = s.LaunchTasks(ctx, "homelab", "web:1", 200, "service:web", "ecs-svc/1234567890123456789")
 	if err != nil || len(resp.GetTasks())+len(resp.GetFailures()) != 200 || len(resp.GetFailures()) == 0 || resp.GetFailures()[0].GetReason() != "RESOURCE:MEMORY" {

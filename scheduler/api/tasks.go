@@ -321,6 +321,9 @@ func (s *Server) ListTasks(ctx context.Context, req *orchv1.ListTasksRequest) (*
 		if req.GetStartedBy() != "" && t.GetStartedBy() != req.GetStartedBy() {
 			continue
 		}
+		if req.GetServiceName() != "" && t.GetGroup() != "service:"+arn.LastSegment(req.GetServiceName()) {
+			continue
+		}
 		resp.TaskArns = append(resp.TaskArns, t.GetTaskArn())
 	}
 	return resp, nil

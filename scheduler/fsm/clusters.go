@@ -99,6 +99,16 @@ func applyDeleteCluster(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 	if c == nil || c.GetStatus() != "ACTIVE" {
 		return nil, fmt.Errorf("cluster %s: %w", cmd.GetClusterName(), state.ErrNotFound)
 	}
+	services, err := w.ServicesByCluster(nil, c.GetClusterName())
+	if err != nil {
+		return nil, err
+	}
+	for _, svc := range services {
+		if svc.GetStatus() != "INACTIVE" {
+			return nil, fmt.Errorf("cluster %s: the cluster cannot be deleted while services are active (service %s is %s): %w",
+				c.GetClusterName(), svc.GetServiceName(), svc.GetStatus(), state.ErrConflict)
+		}
+	}
 	tasks, err := w.TasksByCluster(nil, c.GetClusterName())
 	if err != nil {
 		return nil, err

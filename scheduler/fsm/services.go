@@ -26,6 +26,17 @@ func applyPutServices(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		if cur == nil || cur.GetStatus() == "INACTIVE" {
+			// A new service needs its cluster, checked here too so that a DeleteCluster
+			// ordered just before cannot leave it in a deleted cluster.
+			c, err := w.Cluster(nil, svc.GetCluster())
+			if err != nil {
+				return nil, err
+			}
+			if c == nil || c.GetStatus() != "ACTIVE" {
+				return nil, fmt.Errorf("cluster %s: %w", svc.GetCluster(), state.ErrNotFound)
+			}
+		}
 		switch {
 		case p.GetExpectModifyIndex() == 0 && cur != nil && cur.GetStatus() != "INACTIVE":
 			return nil, fmt.Errorf("service %s already exists in cluster %s: %w", svc.GetServiceName(), svc.GetCluster(), state.ErrConflict)

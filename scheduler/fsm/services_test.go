@@ -10,6 +10,11 @@ import (
 
 func TestPutServicesCompareAndSet(t *testing.T) {
 	h := newHarness(t)
+	if _, err := h.apply(CmdPutServices, &orchv1.PutServicesCommand{Puts: []*orchv1.PutServicesCommand_Put{{
+		Service: &orchv1.Service{Cluster: "c", ServiceName: "web", Status: "ACTIVE"}}}}); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("a service in a missing cluster: %v, want not found", err)
+	}
+	h.must(CmdCreateCluster, &orchv1.CreateClusterCommand{Cluster: &orchv1.Cluster{ClusterName: "c"}})
 	svc := func(status string, desired int32) *orchv1.Service {
 		return &orchv1.Service{Cluster: "c", ServiceName: "web", Status: status, DesiredCount: desired}
 	}
@@ -46,6 +51,9 @@ func TestPutServicesCompareAndSet(t *testing.T) {
 	got, _ := h.f.store.Read().Service(nil, "c", "web")
 	if got.GetDesiredCount() != 3 {
 		t.Fatalf("desired = %d, want 3", got.GetDesiredCount())
+	}
+	if _, err := h.apply(CmdDeleteCluster, &orchv1.DeleteClusterCommand{ClusterName: "c"}); !errors.Is(err, state.ErrConflict) {
+		t.Fatalf("deleting a cluster with an active service: %v, want conflict", err)
 	}
 	// An ACTIVE service is not deleted; an INACTIVE one is, and its name can be used again.
 	h.must(CmdDeleteServices, &orchv1.DeleteServicesCommand{Services: []*orchv1.DeleteServicesCommand_Ref{{Cluster: "c", ServiceName: "web"}}})

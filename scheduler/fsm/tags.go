@@ -25,20 +25,23 @@ const (
 	KindCluster        = "cluster"
 	KindTaskDefinition = "task-definition"
 	KindTask           = "task"
+	KindService        = "service"
 )
 
 // ResourceRef is a taggable resource named by an ARN.
 type ResourceRef struct {
 	ARN      string
-	Kind     string // KindCluster, KindTaskDefinition or KindTask
-	Cluster  string // clusters and tasks
+	Kind     string // KindCluster, KindTaskDefinition, KindTask or KindService
+	Cluster  string // clusters, tasks and services
+	Service  string // services
 	Family   string // task definitions
 	Revision int32  // task definitions
 	TaskID   string // tasks
 }
 
 // ParseResourceARN reads the ARN of a cluster (arn:...:cluster/NAME), a task definition
-// (arn:...:task-definition/FAMILY:REVISION) or a task (arn:...:task/CLUSTER/ID). A malformed
+// (arn:...:task-definition/FAMILY:REVISION), a task (arn:...:task/CLUSTER/ID) or a service
+// (arn:...:service/CLUSTER/NAME). A malformed
 // ARN, or one of a resource orch cannot tag, is an error wrapping state.ErrInvalid.
 func ParseResourceARN(s string) (ResourceRef, error) {
 	ref := ResourceRef{ARN: s}
@@ -77,10 +80,16 @@ func ParseResourceARN(s string) (ResourceRef, error) {
 			return bad("want task/CLUSTER/ID")
 		}
 		ref.Cluster, ref.TaskID = cluster, id
-	case "container-instance", "service", "capacity-provider", "task-set":
-		return bad("orch cannot tag " + kind + " resources yet (only clusters, task definitions and tasks)")
+	case KindService:
+		cluster, name, ok := strings.Cut(path, "/")
+		if !ok || !validName(cluster) || !validName(name) {
+			return bad("want service/CLUSTER/NAME")
+		}
+		ref.Cluster, ref.Service = cluster, name
+	case "container-instance", "capacity-provider", "task-set":
+		return bad("orch cannot tag " + kind + " resources yet (only clusters, task definitions, tasks and services)")
 	default:
-		return bad(fmt.Sprintf("unknown resource type %q (want cluster, task-definition or task)", kind))
+		return bad(fmt.Sprintf("unknown resource type %q (want cluster, task-definition, task or service)", kind))
 	}
 	return ref, nil
 }
@@ -131,6 +140,15 @@ func lookupResource(r *state.ReadTxn, ref ResourceRef) (proto.Message, error) {
 			return nil, notFound
 		}
 		return t, nil
+	case KindService:
+		svc, err := r.Service(nil, ref.Cluster, ref.Service)
+		if err != nil {
+			return nil, err
+		}
+		if svc == nil || svc.GetStatus() == "INACTIVE" || svc.GetServiceArn() != ref.ARN {
+			return nil, notFound
+		}
+		return svc, nil
 	}
 	return nil, fmt.Errorf("resource %s: kind %q: %w", ref.ARN, ref.Kind, state.ErrInvalid)
 }
@@ -156,6 +174,8 @@ func tagsOf(obj proto.Message) []*orchv1.Tag {
 	case *orchv1.TaskDefinition:
 		return o.GetTags()
 	case *orchv1.Task:
+		return o.GetTags()
+	case *orchv1.Service:
 		return o.GetTags()
 	}
 	return nil
@@ -229,6 +249,10 @@ func applyTagResource(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 	case *orchv1.Task:
 		o.Tags = tags
 		err = w.PutTask(o)
+	case *orchv1.Service:
+		o.Tags = tags
+		o.ModifyIndex = w.Index() // the service controller's compare-and-set sees the change
+		err = w.PutService(o)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("resource %s: %w", ref.ARN, err)

@@ -41,7 +41,9 @@ func TestParseResourceARN(t *testing.T) {
 		{in: "arn:aws:ecs:local:000000000000:task/0123abcd", errHas: "task/CLUSTER/ID"},
 		{in: "arn:aws:ecs:local:000000000000:task/c/id/more", errHas: "task/CLUSTER/ID"},
 		{in: b.ContainerInstance("homelab", "ci1"), errHas: "cannot tag container-instance"},
-		{in: "arn:aws:ecs:local:000000000000:service/homelab/web", errHas: "cannot tag service"},
+		{in: "arn:aws:ecs:local:000000000000:service/homelab/web", want: ResourceRef{Kind: KindService, Cluster: "homelab", Service: "web"}},
+		{in: "arn:aws:ecs:local:000000000000:service/homelab", errHas: "service/CLUSTER/NAME"},
+		{in: "arn:aws:ecs:local:000000000000:task-set/homelab/web/x", errHas: "cannot tag task-set"},
 		{in: "arn:aws:ecs:local:000000000000:widget/x", errHas: `unknown resource type "widget"`},
 	}
 	for _, tt := range tests {
@@ -101,10 +103,12 @@ func TestMergeTags(t *testing.T) {
 	}
 }
 
-// taggedHarness has a cluster "a", task definition web:1 and task t1 in a.
+// taggedHarness has a cluster "a", task definition web:1, task t1 and service svc in a.
 func taggedHarness(t *testing.T) (h *harness, clusterARN, tdARN, taskARN string) {
 	h = newHarness(t)
 	h.must(CmdCreateCluster, &orchv1.CreateClusterCommand{Cluster: &orchv1.Cluster{ClusterName: "a", Tags: []*orchv1.Tag{tag("team", "web")}}})
+	h.must(CmdPutServices, &orchv1.PutServicesCommand{Puts: []*orchv1.PutServicesCommand_Put{{Service: &orchv1.Service{
+		Cluster: "a", ServiceName: "svc", ServiceArn: arn.Default.Service("a", "svc"), Status: "ACTIVE"}}}})
 	h.must(CmdRegisterTaskDefinition, &orchv1.RegisterTaskDefinitionCommand{TaskDefinition: &orchv1.TaskDefinition{Family: "web"}})
 	tk := task("t1", "10.64.0.2")
 	tk.TaskArn = arn.Default.Task("a", "t1")
@@ -131,6 +135,7 @@ func TestTagResource(t *testing.T) {
 		{clusterARN, "team=web,env=prod"},
 		{tdARN, "env=prod"},
 		{taskARN, "env=prod"},
+		{arn.Default.Service("a", "svc"), "env=prod"},
 	} {
 		got := h.must(CmdTagResource, tagCmd(tt.arn, []*orchv1.Tag{tag("env", "prod")})).([]*orchv1.Tag)
 		if tagString(got) != tt.want || read(tt.arn) != tt.want {
@@ -154,6 +159,14 @@ func TestTagResource(t *testing.T) {
 	tk, _ := h.f.Store().Read().Task(nil, "t1")
 	if tk.GetLastStatus() != lifecycle.Running || tk.GetModifyIndex() != h.index {
 		t.Fatalf("task: %v", tk)
+	}
+	// Tagging a service moves its modify index, so the service controller's next
+	// compare-and-set write does not drop the tags.
+	svc, _ := h.f.Store().Read().Service(nil, "a", "svc")
+	before := svc.GetModifyIndex()
+	h.must(CmdTagResource, tagCmd(svc.GetServiceArn(), []*orchv1.Tag{tag("tier", "1")}))
+	if svc, _ = h.f.Store().Read().Service(nil, "a", "svc"); svc.GetModifyIndex() == before {
+		t.Fatal("tagging a service kept its modify index")
 	}
 
 	// Up to the limit, not beyond: a refused entry changes nothing.
@@ -189,6 +202,7 @@ func TestTagResourceNotFound(t *testing.T) {
 		arn.Default.TaskDefinition("db", 1),            // no such family
 		arn.Default.Task("a", "t9"),                    // no such task
 		arn.Default.Task("gone", "t1"),                 // the task is in another cluster
+		arn.Default.Service("a", "nope"),               // no such service
 		strings.Replace(clusterARN, ":aws:", ":x:", 1), // another partition
 	} {
 		t.Run(a, func(t *testing.T) {

@@ -266,7 +266,7 @@ func (e *env) waitServicesStable(name string) {
 func (e *env) serviceTasks(name string) []*orchv1.Task {
 	e.t.Helper()
 	var list orchv1.ListTasksResponse
-	e.orchctlJSON(&list, "list-tasks")
+	e.orchctlJSON(&list, "list-tasks", "--service-name", name)
 	if len(list.GetTaskArns()) == 0 {
 		return nil
 	}

@@ -1152,6 +1152,7 @@ type ListTasksRequest struct {
 	ContainerInstance string                 `protobuf:"bytes,3,opt,name=container_instance,json=containerInstance,proto3" json:"container_instance,omitempty"`
 	DesiredStatus     string                 `protobuf:"bytes,4,opt,name=desired_status,json=desiredStatus,proto3" json:"desired_status,omitempty"` // RUNNING (default) | STOPPED
 	StartedBy         string                 `protobuf:"bytes,5,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`
+	ServiceName       string                 `protobuf:"bytes,6,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"` // tasks of this service (group service:NAME)
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -1217,6 +1218,13 @@ func (x *ListTasksRequest) GetDesiredStatus() string {
 func (x *ListTasksRequest) GetStartedBy() string {
 	if x != nil {
 		return x.StartedBy
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
 	}
 	return ""
 }
@@ -2686,14 +2694,15 @@ const file_orch_v1_api_proto_rawDesc = "" +
 	"\x05tasks\x18\x02 \x03(\tR\x05tasks\"j\n" +
 	"\x15DescribeTasksResponse\x12#\n" +
 	"\x05tasks\x18\x01 \x03(\v2\r.orch.v1.TaskR\x05tasks\x12,\n" +
-	"\bfailures\x18\x02 \x03(\v2\x10.orch.v1.FailureR\bfailures\"\xb9\x01\n" +
+	"\bfailures\x18\x02 \x03(\v2\x10.orch.v1.FailureR\bfailures\"\xdc\x01\n" +
 	"\x10ListTasksRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x16\n" +
 	"\x06family\x18\x02 \x01(\tR\x06family\x12-\n" +
 	"\x12container_instance\x18\x03 \x01(\tR\x11containerInstance\x12%\n" +
 	"\x0edesired_status\x18\x04 \x01(\tR\rdesiredStatus\x12\x1d\n" +
 	"\n" +
-	"started_by\x18\x05 \x01(\tR\tstartedBy\"0\n" +
+	"started_by\x18\x05 \x01(\tR\tstartedBy\x12!\n" +
+	"\fservice_name\x18\x06 \x01(\tR\vserviceName\"0\n" +
 	"\x11ListTasksResponse\x12\x1b\n" +
 	"\ttask_arns\x18\x01 \x03(\tR\btaskArns\"f\n" +
 	"\x11WatchTasksRequest\x12\x18\n" +
