@@ -101,10 +101,26 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 		return nil, status.Error(codes.Unauthenticated, "an API token is required (orchctl --token, ORCH_TOKEN or `orchctl configure --token`; the first comes from `orchctl operator bootstrap-token`)")
 	}
 	tok, err := s.store.Read().TokenBySecretHash(pki.HashToken(secret))
-	if err != nil || tok == nil {
-		return nil, status.Error(codes.PermissionDenied, "the API token is not valid")
+	if err == nil && tok != nil {
+		return ctx, nil
 	}
-	return ctx, nil
+	// Only the leader's state is sure to hold every token: a follower may lag (it has just
+	// restarted, or a token was created a moment ago). It lets the leader decide (forward.go);
+	// a call already forwarded is answered here, by the leader.
+	md, _ = metadata.FromIncomingContext(ctx)
+	if !s.raft.IsLeader() && len(md.Get(forwardedKey)) == 0 {
+		return context.WithValue(ctx, tokenUnknownKey{}, true), nil
+	}
+	return nil, status.Error(codes.PermissionDenied, "the API token is not valid")
+}
+
+// tokenUnknownKey marks a call whose API token this follower does not know: only the leader
+// may serve it (or refuse it).
+type tokenUnknownKey struct{}
+
+func tokenUnknown(ctx context.Context) bool {
+	v, _ := ctx.Value(tokenUnknownKey{}).(bool)
+	return v
 }
 
 func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -119,6 +135,9 @@ func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	ctx, err := s.authenticate(ss.Context(), info.FullMethod)
 	if err != nil {
 		return err
+	}
+	if tokenUnknown(ctx) { // streams are not forwarded
+		return status.Errorf(codes.Unavailable, "scheduler %s does not know this API token (it may still be catching up with the cluster); retry, or ask the leader", s.cfg.NodeID)
 	}
 	return handler(srv, &streamWithContext{ServerStream: ss, ctx: ctx})
 }

@@ -54,7 +54,7 @@ func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServ
 	// A read asks for consistency with the request field (ListTagsForResource, checked by the
 	// handler) or, for any read, with the client.ConsistentHeader metadata (checked here).
 	header := !write && len(md.Get(client.ConsistentHeader)) > 0
-	need := write || header
+	need := write || header || tokenUnknown(ctx)
 	if c, ok := req.(consistentRequest); ok && c.GetConsistent() {
 		need = true
 	}

@@ -178,6 +178,17 @@ func TestThreeServers(t *testing.T) {
 	l := tc.leader()
 	f := (l + 1) % 3
 	api, op := tc.client(f)
+	// The token was created through the follower a moment ago; whether or not the follower
+	// has applied it yet, its first call is served (a follower lets the leader judge tokens
+	// it does not know), and a token nobody knows is refused by the leader.
+	if _, err := api.ListClusters(ctx, &orchv1.ListClustersRequest{}); err != nil {
+		t.Fatalf("first call with a fresh token through a follower: %v", err)
+	}
+	bad := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer orch_unknown")
+	_, anonOp := tc.anonymous(f)
+	if _, err := anonOp.RaftListPeers(bad, &orchv1.RaftListPeersRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("an unknown token through a follower: %v, want PermissionDenied", err)
+	}
 
 	// A write sent to a follower is forwarded to the leader.
 	retry(t, func() error {
