@@ -50,7 +50,8 @@ type env struct {
 
 	sched     *process
 	grpcAddr  string
-	client    *client.Client
+	creds     harness.Credentials // the scheduler's CA file, the API token, the join tokens
+	client    *client.Client      // verifies the scheduler against the CA, sends the token
 	ctrdVer   string
 	undo      []func() error // run in reverse order by close
 	closeDone bool
@@ -166,8 +167,9 @@ func (e *env) binaries(ctx context.Context, dir string) (string, error) {
 	return dir, nil
 }
 
-// startScheduler starts orch-scheduler --dev on free loopback ports and waits until its
-// embedded agent is connected to the default cluster.
+// startScheduler starts orch-scheduler --dev on free loopback ports, takes the cluster's API
+// token (the one-time bootstrap) and waits until its embedded agent is connected to the
+// default cluster.
 func (e *env) startScheduler(ctx context.Context) error {
 	var addrs [4]string
 	for i := range addrs {
@@ -178,7 +180,8 @@ func (e *env) startScheduler(ctx context.Context) error {
 		addrs[i] = "127.0.0.1:" + strconv.Itoa(port)
 	}
 	e.grpcAddr = addrs[0]
-	args := []string{"--dev", "--data-dir", filepath.Join(e.dir, "scheduler"),
+	dataDir := filepath.Join(e.dir, "scheduler")
+	args := []string{"--dev", "--data-dir", dataDir,
 		"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--raft-addr", addrs[2],
 		"--containerd", e.ctrd.Address, "--agent-addr", addrs[3],
 		"--netns-dir", e.orchNSDir, "--host-netns", e.hostNSPath}
@@ -192,11 +195,23 @@ func (e *env) startScheduler(ctx context.Context) error {
 
 	dctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	c, err := client.Dial(dctx, []string{e.grpcAddr})
-	for err != nil && dctx.Err() == nil && !p.exited() {
-		time.Sleep(100 * time.Millisecond)
-		c, err = client.Dial(dctx, []string{e.grpcAddr})
+	// Bootstrap retries until the scheduler listens and leads; stop it early if the scheduler
+	// exits.
+	bctx, bcancel := context.WithCancel(dctx)
+	go func() {
+		select {
+		case <-p.done:
+			bcancel()
+		case <-bctx.Done():
+		}
+	}()
+	creds, err := harness.Bootstrap(bctx, dataDir, e.grpcAddr)
+	bcancel()
+	if err != nil {
+		return e.schedErr(fmt.Errorf("credentials of orch-scheduler %s: %w", e.grpcAddr, err))
 	}
+	e.creds = creds
+	c, err := client.Dial(dctx, []string{e.grpcAddr}, creds.ClientOpts()...)
 	if err != nil {
 		return e.schedErr(fmt.Errorf("connect to orch-scheduler %s: %w", e.grpcAddr, err))
 	}

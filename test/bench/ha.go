@@ -13,15 +13,18 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
+	"orch/pkg/pki"
 	orchv1 "orch/proto/orch/v1"
 	"orch/test/harness"
 )
 
 // HAConfig configures the control-plane figures: Raft write throughput and latency of small
 // writes (TagResource) from concurrent clients, and leader failover (kill -9 of the leader to
-// the first acknowledged write), on three schedulers on loopback.
+// the first acknowledged write), on three schedulers on loopback. As in production, the
+// schedulers share a cluster CA made for the run, speak mutual TLS to each other, and the
+// clients verify them against the CA and send an API token with every call.
 type HAConfig struct {
 	BinDir      string        // where orch-scheduler is
 	Clients     []int         // concurrency levels; default 1, 16, 64
@@ -74,6 +77,10 @@ func RunHA(ctx context.Context, cfg HAConfig) (*HAResult, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	ca, caCert, caKey, err := writeCA(dir)
+	if err != nil {
+		return nil, err
+	}
 	servers := make([]*haServer, 3)
 	var join []string
 	for i := range servers {
@@ -90,13 +97,14 @@ func RunHA(ctx context.Context, cfg HAConfig) (*HAResult, error) {
 	}
 	for _, s := range servers {
 		s.args = []string{"--data-dir", s.dir, "--node-id", s.id, "--grpc-addr", s.grpc, "--http-addr", s.http,
-			"--raft-addr", s.raft, "--bootstrap-expect", "3", "--log-level", "warn"}
+			"--raft-addr", s.raft, "--bootstrap-expect", "3", "--ca-cert", caCert, "--ca-key", caKey, "--log-level", "warn"}
 		for _, j := range join {
 			s.args = append(s.args, "--join", j)
 		}
 		if s.p, err = startProcess(filepath.Join(dir, s.id+".log"), bin, s.args...); err != nil {
 			return nil, err
 		}
+		logf("scheduler %s: API %s, profiles at http://%s/debug/pprof/", s.id, s.grpc, s.http)
 	}
 	defer func() {
 		for _, s := range servers {
@@ -105,9 +113,18 @@ func RunHA(ctx context.Context, cfg HAConfig) (*HAResult, error) {
 			}
 		}
 	}()
+	// The API bootstrap, through whichever server answers once they have formed.
+	tlsConf := pki.ClientTLSWith(ca, nil, "")
+	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	token, err := bootstrapToken(bctx, join, tlsConf)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("the three schedulers did not form a cluster: %w", err)
+	}
 	conns := map[string]*grpc.ClientConn{}
 	for _, s := range servers {
-		c, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
+			grpc.WithPerRPCCredentials(bearer(token)))
 		if err != nil {
 			return nil, err
 		}
@@ -123,7 +140,8 @@ func RunHA(ctx context.Context, cfg HAConfig) (*HAResult, error) {
 		})
 		return err
 	}
-	// Form, and create the resource the writes tag.
+	// Create the resource the writes tag (s1 may not know the token for a moment: it checks
+	// tokens against its own copy of the state).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, err := orchv1.NewOrchClient(conns["s1"]).CreateCluster(ctx, &orchv1.CreateClusterRequest{ClusterName: "bench"})

@@ -100,6 +100,7 @@ func TestChaos(t *testing.T) {
 		t.Error(err)
 	}
 	e.checkConverged(final)
+	e.checkCredentials()
 	if err := e.waitInstance(30 * time.Second); err != nil {
 		t.Errorf("after healing every fault: %v", err)
 	}

@@ -1,8 +1,9 @@
 package chaos
 
 // The system under test: three schedulers (each `ip netns exec <its namespace>
-// orch-scheduler`), one agent with a private containerd, and the gRPC connections the test
-// opens to every scheduler from the client namespace.
+// orch-scheduler`) given one cluster CA, one agent with a private containerd that enrolls with
+// the worker join token, and the TLS connections the test opens to every scheduler from the
+// client namespace, carrying the API token (security_test.go).
 
 import (
 	"context"
@@ -17,7 +18,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	"orch/pkg/taskdef"
 	orchv1 "orch/proto/orch/v1"
@@ -63,13 +64,18 @@ type env struct {
 	reg    *harness.Registry
 	agent  *harness.Process
 	image  string
+	// ca is the cluster CA the schedulers are started with; bearer is the API token every
+	// call of the test's connections carries once bootstrapToken has taken it.
+	ca     *clusterCA
+	bearer bearer
 	// clusterARN is the ARN of the cluster the workload tags.
 	clusterARN string
 }
 
-// newEnv builds the network, starts containerd, the registry, three schedulers and the agent,
-// creates the chaos cluster and its task definition, and waits until the agent's container
-// instance is ACTIVE and connected.
+// newEnv builds the network, starts containerd, the registry, three schedulers sharing a new
+// cluster CA, takes the API token, starts the agent with the worker join token, creates the
+// chaos cluster and its task definition, and waits until the agent's container instance is
+// ACTIVE and connected.
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{t: t, bins: harness.BuildBinaries(t, harness.OrchCommands...)}
@@ -90,6 +96,9 @@ func newEnv(t *testing.T) *env {
 	// The agent pulls from the registry's loopback address, seen from its own namespace.
 	e.net.forward("agent", e.reg.Addr)
 
+	if e.ca, err = newClusterCA(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
 	var join []string
 	for _, id := range []string{"s1", "s2", "s3"} {
 		s := &scheduler{id: id, node: e.net.nodes[id], dataDir: filepath.Join(t.TempDir(), id)}
@@ -100,6 +109,7 @@ func newEnv(t *testing.T) *env {
 		e.dial(s)
 		e.startScheduler(s, join)
 	}
+	e.bootstrapToken(setupTimeout)
 	if _, err := e.waitLeader(setupTimeout); err != nil {
 		t.Fatalf("forming the control plane: %v", err)
 	}
@@ -110,7 +120,7 @@ func newEnv(t *testing.T) *env {
 		"--scheduler", strings.Join(join, ","), "--cluster", "*",
 		"--data-dir", filepath.Join(t.TempDir(), "agent"), "--containerd", e.ctrd.Address, "--namespace", "chaos-" + e.net.suffix,
 		"--listen", ag.ip + ":7403", "--netns-dir", netnsDir, "--host-netns", ag.nsPath(),
-		"--memory", "4096", "--cpu", "4096"}
+		"--memory", "4096", "--cpu", "4096", "--join-token", e.workerJoinToken(setupTimeout)}
 	// nsenter rather than `ip netns exec`: the agent must mount the task namespaces in the
 	// machine's mount namespace, where containerd and runc see them; it only needs the network
 	// namespace changed.
@@ -121,13 +131,15 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-// dial opens the test's connection to a scheduler, from the client namespace. It reconnects
+// dial opens the test's connection to a scheduler, from the client namespace: TLS verified
+// against the cluster CA, each call with the API token once there is one. It reconnects
 // quickly after a restart (backoff at most 500ms) and fails calls fast while the server is
 // down.
 func (e *env) dial(s *scheduler) {
 	e.t.Helper()
 	conn, err := grpc.NewClient("passthrough:///"+s.addr(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(credentials.NewTLS(e.ca.clientTLS())),
+		grpc.WithPerRPCCredentials(&e.bearer),
 		grpc.WithContextDialer(e.net.dialer("client")),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond},
@@ -140,7 +152,9 @@ func (e *env) dial(s *scheduler) {
 	s.conn, s.orch, s.op = conn, orchv1.NewOrchClient(conn), orchv1.NewOperatorClient(conn)
 }
 
-// startScheduler starts (or restarts, with its data dir) one scheduler in its namespace.
+// startScheduler starts (or restarts, with its data dir) one scheduler in its namespace. A
+// restarted scheduler keeps the identity in its data dir; the CA files it is given again must
+// be (and are) the CA of that identity.
 func (e *env) startScheduler(s *scheduler, join []string) {
 	e.t.Helper()
 	ip := s.node.ip
@@ -148,7 +162,8 @@ func (e *env) startScheduler(s *scheduler, join []string) {
 		"--data-dir", s.dataDir, "--node-id", s.id,
 		"--grpc-addr", fmt.Sprintf("%s:%d", ip, grpcPort), "--http-addr", fmt.Sprintf("%s:%d", ip, grpcPort+1),
 		"--raft-addr", fmt.Sprintf("%s:%d", ip, grpcPort+2),
-		"--bootstrap-expect", "3", "--join", strings.Join(join, ","), "--heartbeat-grace", heartbeatGrace.String())
+		"--bootstrap-expect", "3", "--join", strings.Join(join, ","), "--heartbeat-grace", heartbeatGrace.String(),
+		"--ca-cert", e.ca.certFile, "--ca-key", e.ca.keyFile)
 	s.paused = false
 }
 
