@@ -2,13 +2,11 @@ package cli
 
 import (
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -176,7 +174,7 @@ A single scheduler started without --ca-cert creates its own CA and needs none o
 			if dir == "" {
 				return usageErrorf("--out", "expected a directory")
 			}
-			certPath, keyPath := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+			certPath, keyPath := filepath.Join(dir, pki.CACertFile), filepath.Join(dir, pki.CAKeyFile)
 			for _, p := range []string{certPath, keyPath} {
 				if _, err := os.Lstat(p); err == nil {
 					return fmt.Errorf("ca create: %s already exists; remove it first to replace the CA (a cluster formed with it will not accept another)", p)
@@ -188,20 +186,8 @@ A single scheduler started without --ca-cert creates its own CA and needs none o
 			if err != nil {
 				return fmt.Errorf("ca create: %w", err)
 			}
-			certPEM, keyPEM, err := splitCA(ca)
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(dir, 0o700); err != nil {
+			if _, _, err := ca.WriteFiles(dir); err != nil {
 				return fmt.Errorf("ca create: %w", err)
-			}
-			// The key first: a certificate without its key would be useless.
-			if err := writeNewFile(keyPath, keyPEM, 0o600); err != nil {
-				return err
-			}
-			if err := writeNewFile(certPath, certPEM, 0o644); err != nil {
-				os.Remove(keyPath)
-				return err
 			}
 			res := createdCA{ClusterName: name, CACert: certPath, CAKey: keyPath, CADigest: pki.CADigest(ca.Cert), NotAfter: ca.Cert.NotAfter.UTC()}
 			out := cmd.OutOrStdout()
@@ -232,39 +218,4 @@ every machine.
 	cmd.Flags().StringVar(&name, "cluster-name", "orch", "cluster name, recorded in the CA and in every certificate it issues")
 	cmd.MarkFlagRequired("out")
 	return cmd
-}
-
-// splitCA returns the CA certificate and its unencrypted PKCS#8 key as separate PEM files,
-// from CA.MarshalPlain (certificate block, then key block).
-func splitCA(ca *pki.CA) (certPEM, keyPEM []byte, err error) {
-	plain, err := ca.MarshalPlain()
-	if err != nil {
-		return nil, nil, fmt.Errorf("ca create: %w", err)
-	}
-	cert, rest := pem.Decode(plain)
-	key, _ := pem.Decode(rest)
-	if cert == nil || key == nil || cert.Type != "CERTIFICATE" || !strings.HasSuffix(key.Type, "PRIVATE KEY") {
-		return nil, nil, errors.New("ca create: unexpected PEM from the CA (want a certificate and a private key)")
-	}
-	return pem.EncodeToMemory(cert), pem.EncodeToMemory(key), nil
-}
-
-// writeNewFile creates path with mode and b, failing if it exists.
-func writeNewFile(path string, b []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return fmt.Errorf("ca create: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("ca create: write %s: %w", path, err)
-	}
-	return nil
 }

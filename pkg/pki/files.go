@@ -3,6 +3,7 @@ package pki
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -99,6 +100,61 @@ func WriteFileAtomic(path string, b []byte, mode os.FileMode) error {
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// CA file names, as `orchctl operator ca create` writes them and `orch-scheduler --ca-cert
+// --ca-key` reads them.
+const (
+	CACertFile = "ca.pem"
+	CAKeyFile  = "ca-key.pem"
+)
+
+// WriteFiles writes the CA certificate to dir/ca.pem and its unencrypted PKCS#8 key to
+// dir/ca-key.pem (mode 0600, written first), creating dir if needed. It never overwrites: an
+// existing file is an error wrapping fs.ErrExist that names it.
+func (c *CA) WriteFiles(dir string) (certFile, keyFile string, err error) {
+	plain, err := c.MarshalPlain()
+	if err != nil {
+		return "", "", err
+	}
+	// MarshalPlain is the certificate block, then the key block.
+	_, rest := pem.Decode(plain)
+	key, _ := pem.Decode(rest)
+	if key == nil {
+		return "", "", errors.New("CA files: no private key")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", fmt.Errorf("CA files: %w", err)
+	}
+	certFile, keyFile = filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
+	if err := writeNew(keyFile, pem.EncodeToMemory(key), 0o600); err != nil {
+		return "", "", err
+	}
+	if err := writeNew(certFile, c.CertPEM, 0o644); err != nil {
+		os.Remove(keyFile)
+		return "", "", err
+	}
+	return certFile, keyFile, nil
+}
+
+// writeNew creates path with b, failing if it exists.
+func writeNew(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return fmt.Errorf("CA files: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("CA files: %s: %w", path, err)
 	}
 	return nil
 }

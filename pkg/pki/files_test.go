@@ -2,6 +2,8 @@ package pki
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -178,5 +180,29 @@ func TestWriteFileAtomicReplacesModeAndContent(t *testing.T) {
 	}
 	if err := WriteFileAtomic(filepath.Join(dir, "missing-dir", "x"), []byte("x"), 0o600); err == nil || !strings.Contains(err.Error(), "missing-dir") {
 		t.Fatalf("WriteFileAtomic into a missing directory: err = %v", err)
+	}
+}
+
+func TestCAWriteFiles(t *testing.T) {
+	ca, err := NewCA("files", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "new")
+	certFile, keyFile, err := ca.WriteFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := os.ReadFile(certFile)
+	k, _ := os.ReadFile(keyFile)
+	back, err := UnmarshalPlain(append(append(c, '\n'), k...))
+	if err != nil || !back.Cert.Equal(ca.Cert) {
+		t.Fatalf("the files do not hold the CA: %v", err)
+	}
+	if fi, _ := os.Stat(keyFile); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key mode %v", fi.Mode().Perm())
+	}
+	if _, _, err := ca.WriteFiles(dir); !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), keyFile) {
+		t.Fatalf("second write: %v, want an existing-file error naming %s", err, keyFile)
 	}
 }

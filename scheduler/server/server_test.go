@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -49,16 +48,7 @@ func writeCA(t *testing.T) (certFile, keyFile string, ca *pki.CA) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	both, err := ca.MarshalPlain()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
-	if err := os.WriteFile(certFile, ca.CertPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, bytes.TrimPrefix(both, ca.CertPEM), 0o600); err != nil {
+	if certFile, keyFile, err = ca.WriteFiles(t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	return certFile, keyFile, ca

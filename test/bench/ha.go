@@ -116,11 +116,12 @@ func RunHA(ctx context.Context, cfg HAConfig) (*HAResult, error) {
 	// The API bootstrap, through whichever server answers once they have formed.
 	tlsConf := pki.ClientTLSWith(ca, nil, "")
 	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	token, err := bootstrapToken(bctx, join, tlsConf)
+	creds, err := harness.Bootstrap(bctx, servers[0].dir, join...)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("the three schedulers did not form a cluster: %w", err)
 	}
+	token := creds.Token
 	conns := map[string]*grpc.ClientConn{}
 	for _, s := range servers {
 		c, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),

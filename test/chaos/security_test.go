@@ -38,15 +38,8 @@ func newClusterCA(dir string) (*clusterCA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster CA: %w", err)
 	}
-	both, err := ca.MarshalPlain() // the certificate's PEM, then the key's
-	if err != nil {
-		return nil, fmt.Errorf("cluster CA: %w", err)
-	}
-	c := &clusterCA{ca: ca, certFile: filepath.Join(dir, "ca.pem"), keyFile: filepath.Join(dir, "ca-key.pem")}
-	if err := os.WriteFile(c.certFile, ca.CertPEM, 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(c.keyFile, bytes.TrimPrefix(both, ca.CertPEM), 0o600); err != nil {
+	c := &clusterCA{ca: ca}
+	if c.certFile, c.keyFile, err = ca.WriteFiles(dir); err != nil {
 		return nil, err
 	}
 	return c, nil
