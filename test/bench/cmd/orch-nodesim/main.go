@@ -1,6 +1,7 @@
 // Command orch-nodesim runs simulated agents against running schedulers and, with -tasks,
-// submits run-task batches and reports placement throughput: how many tasks per second went
-// from submitted to RUNNING in the schedulers' state.
+// submits run-task batches (or, with -services N, creates N services sharing the tasks) and
+// reports placement throughput: how many tasks per second went from submitted to RUNNING in
+// the schedulers' state.
 package main
 
 import (
@@ -32,6 +33,7 @@ func run() error {
 	nodes := flag.Int("nodes", 1000, "simulated nodes")
 	delay := flag.Duration("delay", 0, "how long a simulated task takes to reach RUNNING")
 	tasks := flag.Int("tasks", 0, "tasks to submit as run-task batches of 10 (0: only run the nodes until interrupted)")
+	services := flag.Int("services", 0, "submit -tasks as this many services (desiredCount tasks/services each) instead of run-task batches")
 	workers := flag.Int("workers", 16, "concurrent run-task callers")
 	cluster := flag.String("cluster", "sim", "cluster the simulated nodes serve (created if missing)")
 	cidr := flag.String("cidr", "100.64.0.0/10", "the cluster's network: one /24 per node, so it must hold -nodes of them")
@@ -74,6 +76,9 @@ func run() error {
 	if _, err := c.RegisterTaskDefinition(ctx, &orchv1.RegisterTaskDefinitionRequest{TaskDefinition: td}); err != nil {
 		return err
 	}
+	if *services > 0 {
+		return runServices(ctx, c, sim, *cluster, *tasks, *services)
+	}
 	var placed, failed atomic.Int64
 	batches := make(chan int32)
 	var wg sync.WaitGroup
@@ -106,5 +111,30 @@ func run() error {
 	fmt.Printf("tasks: %d placed, %d failed; submitted in %s (%.0f placements/s); all RUNNING after %s (%.0f tasks/s); session errors %d\n",
 		placed.Load(), failed.Load(), submitted.Round(time.Millisecond), float64(placed.Load())/submitted.Seconds(),
 		all.Round(time.Millisecond), float64(placed.Load())/all.Seconds(), sim.Errors())
+	return nil
+}
+
+// runServices creates n services that together want tasks tasks and waits until the simulated
+// nodes run them all.
+func runServices(ctx context.Context, c *client.Client, sim *nodesim.Sim, cluster string, tasks, n int) error {
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		desired := int32(tasks / n)
+		if i < tasks%n {
+			desired++
+		}
+		if _, err := c.CreateService(ctx, &orchv1.CreateServiceRequest{
+			Cluster: cluster, ServiceName: fmt.Sprintf("sim-%03d", i), TaskDefinition: "sim", DesiredCount: &desired,
+		}); err != nil {
+			return fmt.Errorf("create service %d: %w", i, err)
+		}
+	}
+	created := time.Since(start)
+	for sim.Running() < int64(tasks) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	all := time.Since(start)
+	fmt.Printf("services: %d created in %s wanting %d tasks; all RUNNING after %s (%.0f placements/s); session errors %d\n",
+		n, created.Round(time.Millisecond), tasks, all.Round(time.Millisecond), float64(tasks)/all.Seconds(), sim.Errors())
 	return nil
 }
