@@ -9,7 +9,6 @@ import (
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/fsm"
 	"orch/scheduler/placement"
-	"orch/scheduler/state"
 )
 
 // Placement is a single pipeline, as Nomad's plan applier: RunTask calls queue their jobs, and
@@ -80,11 +79,13 @@ func (s *Server) planBatch(batch []*planJob) {
 		from, to int // its tasks in the command
 	}
 	parts := make([]*part, len(batch))
-	nodesByCluster := map[string][]*placement.Node{}
-	// What this batch placed per host so far: a host serving several clusters appears in
-	// each cluster's node list, and the later lists must count the earlier placements.
-	batchUse := map[string][]placement.Request{}
-	var r *state.ReadTxn
+	r, err := s.cache.begin()
+	if err != nil {
+		for _, j := range batch {
+			j.done <- planResult{err: toStatus(err)}
+		}
+		return
+	}
 	usedIPs := map[string]map[string]bool{}
 	now := timestamppb.New(s.now())
 	cmd := &orchv1.PlaceTasksCommand{}
@@ -92,27 +93,18 @@ func (s *Server) planBatch(batch []*planJob) {
 		p := &part{job: j, resp: &orchv1.RunTaskResponse{}}
 		parts[i] = p
 		name := j.cluster.GetClusterName()
-		nodes, ok := nodesByCluster[name]
-		if !ok {
-			var err error
-			if r, nodes, err = s.placementNodes(name); err != nil {
-				p.err = toStatus(err)
-				continue
-			}
-			for _, n := range nodes {
-				for _, use := range batchUse[n.HostID] {
-					placement.Reserve(n, use)
-				}
-			}
-			nodesByCluster[name] = nodes
+		idx, err := s.cache.index(r, name)
+		if err != nil {
+			p.err = toStatus(err)
+			continue
 		}
-		if len(nodes) == 0 {
+		if idx.Len() == 0 {
 			p.err = invalid("cluster %s: no container instances were found in your cluster", name)
 			continue
 		}
-		picks, fails := placement.Place(nodes, j.want, j.count)
+		picks, fails := idx.Place(j.want, j.count)
 		for _, n := range picks {
-			batchUse[n.HostID] = append(batchUse[n.HostID], j.want)
+			s.cache.reserved(name, n.HostID, j.want)
 		}
 		for _, f := range fails {
 			p.resp.Failures = append(p.resp.Failures, &orchv1.Failure{Arn: j.cluster.GetClusterArn(), Reason: f.Reason, Detail: f.Detail})
