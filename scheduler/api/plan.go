@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -86,7 +87,7 @@ func (s *Server) planBatch(batch []*planJob) {
 		}
 		return
 	}
-	usedIPs := map[string]map[string]bool{}
+	usedIPs := map[string]map[netip.Addr]bool{}
 	now := timestamppb.New(s.now())
 	cmd := &orchv1.PlaceTasksCommand{}
 	for i, j := range batch {

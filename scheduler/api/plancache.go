@@ -8,19 +8,20 @@ import (
 // planCache is the planner's picture of the clusters' capacity, kept from one plan to the
 // next: per host, what its live tasks reserve; per cluster, a placement.Index of its container
 // instances. A host's usage is recomputed only after a commit changed one of its tasks
-// (state.Store.HostWatch) or the planner reserved on it; a cluster's index is rebuilt only when
+// (state.Store.TrackHosts) or the planner reserved on it; a cluster's index is rebuilt only when
 // the hosts or instances table changed (registration, connection, drain, deregistration). So a
 // plan costs what changed since the previous one, not every instance of the cluster. Only the
 // planner (one goroutine at a time, plan.go) uses it.
 type planCache struct {
-	store    *state.Store
-	hosts    map[string]*hostEntry
-	clusters map[string]*clusterEntry
+	store        *state.Store
+	changes      *state.HostChanges
+	hosts        map[string]*hostEntry
+	clusters     map[string]*clusterEntry
+	pendingHosts []string // hosts with pending reservations
 }
 
 type hostEntry struct {
-	u       *hostUsage
-	changed <-chan struct{} // taken before u was computed: open while u is current
+	u *hostUsage
 	// pending is what the current plan reserved on the host, not yet in u; it makes the host
 	// stale for the next plan, which reads the outcome from the state, committed or not.
 	pending []placement.Request
@@ -39,30 +40,30 @@ type clusterEntry struct {
 }
 
 func newPlanCache(store *state.Store) *planCache {
-	return &planCache{store: store, hosts: map[string]*hostEntry{}, clusters: map[string]*clusterEntry{}}
+	return &planCache{store: store, changes: store.TrackHosts(), hosts: map[string]*hostEntry{}, clusters: map[string]*clusterEntry{}}
 }
 
 // begin brings the cached hosts up to date and returns the snapshot to plan against.
 func (c *planCache) begin() (*state.ReadTxn, error) {
-	// The watch channels of stale hosts first, then the snapshot: a change in between shows
-	// as a closed channel at the next plan, never as a stale entry.
-	var stale []*hostEntry
-	var ids []string
-	for id, h := range c.hosts {
-		if len(h.pending) == 0 {
-			select {
-			case <-h.changed:
-			default:
-				continue
-			}
-		}
-		h.changed = c.store.HostWatch(id)
-		stale = append(stale, h)
-		ids = append(ids, id)
+	// What changed first, then the snapshot: a change in between is in the snapshot and is
+	// taken again at the next plan, never missed.
+	changed, all := c.changes.Take()
+	if all {
+		c.reset()
 	}
+	stale := map[string]*hostEntry{}
+	for id := range changed {
+		if h, ok := c.hosts[id]; ok {
+			stale[id] = h
+		}
+	}
+	for _, id := range c.pendingHosts {
+		stale[id] = c.hosts[id]
+	}
+	c.pendingHosts = c.pendingHosts[:0]
 	r := c.store.Read()
-	for i, h := range stale {
-		u, err := usageByHost(r, ids[i])
+	for id, h := range stale {
+		u, err := usageByHost(r, id)
 		if err != nil {
 			c.reset()
 			return nil, err
@@ -77,7 +78,7 @@ func (c *planCache) begin() (*state.ReadTxn, error) {
 
 // reset forgets everything; the next plan starts from the state.
 func (c *planCache) reset() {
-	c.hosts = map[string]*hostEntry{}
+	c.hosts, c.pendingHosts = map[string]*hostEntry{}, nil
 	c.clusters = map[string]*clusterEntry{}
 }
 
@@ -103,7 +104,6 @@ func (c *planCache) index(r *state.ReadTxn, cluster string) (*placement.Index, e
 		subnet int
 	}
 	var builds []build
-	var unseen []string
 	for _, ci := range instances {
 		if ci.GetStatus() == "INACTIVE" {
 			continue
@@ -113,8 +113,12 @@ func (c *planCache) index(r *state.ReadTxn, cluster string) (*placement.Index, e
 			continue
 		}
 		if _, ok := c.hosts[h.GetId()]; !ok {
-			c.hosts[h.GetId()] = &hostEntry{changed: c.store.HostWatch(h.GetId()), nodes: map[string]nodeRef{}}
-			unseen = append(unseen, h.GetId())
+			// First sight: r is later than the last Take of changes, so it is current.
+			u, err := usageByHost(r, h.GetId())
+			if err != nil {
+				return nil, err
+			}
+			c.hosts[h.GetId()] = &hostEntry{u: u, nodes: map[string]nodeRef{}}
 		}
 		builds = append(builds, build{
 			node: &placement.Node{
@@ -123,19 +127,6 @@ func (c *planCache) index(r *state.ReadTxn, cluster string) (*placement.Index, e
 			},
 			subnet: placement.SubnetSize(ci.GetSubnet()),
 		})
-	}
-	if len(unseen) > 0 {
-		// Their channels were taken after r, so a change in between could be missed: compute
-		// their usage from a snapshot taken after the channels.
-		r2 := c.store.Read()
-		for _, id := range unseen {
-			u, err := usageByHost(r2, id)
-			if err != nil {
-				c.reset()
-				return nil, err
-			}
-			c.hosts[id].u = u
-		}
 	}
 	nodes := make([]*placement.Node, len(builds))
 	for i, b := range builds {
@@ -156,6 +147,9 @@ func (c *planCache) index(r *state.ReadTxn, cluster string) (*placement.Index, e
 // it already.)
 func (c *planCache) reserved(cluster, host string, req placement.Request) {
 	h := c.hosts[host]
+	if len(h.pending) == 0 {
+		c.pendingHosts = append(c.pendingHosts, host)
+	}
 	h.pending = append(h.pending, req)
 	for name, ref := range h.nodes {
 		if name != cluster {

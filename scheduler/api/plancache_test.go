@@ -102,6 +102,25 @@ func TestPlanCacheSeesChanges(t *testing.T) {
 		{name: "a new host", warm: 1, change: func(t *testing.T, s *Server, d *fsmtest.Applier, _ []*orchv1.Task) {
 			addHost(t, d, "h3", 512, true, "homelab")
 		}, want: "h3"},
+		{name: "a restore replaces everything", warm: 1, change: func(t *testing.T, s *Server, d *fsmtest.Applier, _ []*orchv1.Task) {
+			// The same cluster and hosts, but h1 is full.
+			other, err := state.New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			d2 := fsmtest.New(other)
+			s2 := New(other, d2)
+			if _, err := s2.CreateCluster(ctx, &orchv1.CreateClusterRequest{ClusterName: "homelab"}); err != nil {
+				t.Fatal(err)
+			}
+			addHost(t, d2, "h1", 1024, true, "homelab")
+			addHost(t, d2, "h2", 4096, true, "homelab")
+			register(t, s2, 256)
+			if resp, err := run(s2, 4); err != nil || len(resp.GetTasks()) != 4 {
+				t.Fatalf("filling h1: %v %v", resp, err)
+			}
+			s.store.Replace(other)
+		}, want: "h2"},
 		{name: "every agent disconnected", warm: 1, change: func(t *testing.T, s *Server, d *fsmtest.Applier, _ []*orchv1.Task) {
 			for _, h := range []string{"h1", "h2"} {
 				if _, err := d.Apply(ctx, fsm.CmdHostConnection, &orchv1.HostConnectionCommand{HostId: h}); err != nil {

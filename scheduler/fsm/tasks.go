@@ -41,8 +41,7 @@ func applyPlaceTasks(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 		}
 	}
 	out := make([]*orchv1.Task, 0, len(cmd.GetTasks()))
-	for _, t := range cmd.GetTasks() {
-		t = proto.Clone(t).(*orchv1.Task)
+	for _, t := range cmd.GetTasks() { // decoded from the entry: nobody else holds them
 		t.Version = 1
 		if err := w.PutTask(t); err != nil {
 			return nil, err
