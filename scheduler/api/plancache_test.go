@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -152,6 +154,7 @@ func TestPlanCacheSeesChanges(t *testing.T) {
 			}
 			// A plan in between takes the warm-up's outcome from the state: from now on, only
 			// the store's notifications tell the cache about h1.
+			waitIdle(s)
 			if _, err := s.cache.begin(); err != nil {
 				t.Fatal(err)
 			}
@@ -206,6 +209,7 @@ func TestPlanCacheForgetsFailedCommit(t *testing.T) {
 // checkCache compares the planner's cached picture with one built from the state alone.
 func checkCache(t *testing.T, s *Server) {
 	t.Helper()
+	waitIdle(s)
 	r, err := s.cache.begin()
 	if err != nil {
 		t.Fatal(err)
@@ -231,5 +235,116 @@ func checkCache(t *testing.T, s *Server) {
 	}
 	if got, want := describe(a), describe(b); got != want {
 		t.Fatalf("cached nodes:\n%s\nfrom the state:\n%s", got, want)
+	}
+}
+
+// waitIdle returns once no planner runs: the last one has taken its plans' outcomes.
+func waitIdle(s *Server) {
+	for {
+		s.planMu.Lock()
+		planning := s.planning
+		s.planMu.Unlock()
+		if !planning {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// gatedApplier holds the first PlaceTasks entry until release is closed (refusing it when
+// refuse is set), as a slow disk or a lost leadership would.
+type gatedApplier struct {
+	*fsmtest.Applier
+	refuse  bool
+	started chan struct{}
+	release chan struct{}
+	gated   atomic.Bool
+}
+
+func (g *gatedApplier) Apply(ctx context.Context, t fsm.CommandType, m proto.Message) (any, error) {
+	first := t == fsm.CmdPlaceTasks && g.gated.CompareAndSwap(false, true)
+	if first {
+		close(g.started)
+		<-g.release
+	}
+	if first && g.refuse {
+		return nil, errors.New("leadership lost")
+	}
+	return g.Applier.Apply(ctx, t, m)
+}
+
+// The planner plans the next batch while the previous one is being written: the next counts
+// the one in flight (memory and addresses) until its entry is in the state, or, refused,
+// until the planner learns of it.
+func TestPlanWhileWriting(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name       string
+		refuse     bool
+		wantSecond int // of 2 tasks, placed while the first 2 are in flight (room for 3)
+		wantThird  int // of 2, placed after both
+	}{
+		{name: "written", wantSecond: 1, wantThird: 0},
+		{name: "refused", refuse: true, wantSecond: 1, wantThird: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := state.New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := fsmtest.New(st)
+			g := &gatedApplier{Applier: d, refuse: tt.refuse, started: make(chan struct{}), release: make(chan struct{})}
+			s := New(st, g)
+			if _, err := s.CreateCluster(ctx, &orchv1.CreateClusterRequest{ClusterName: "homelab"}); err != nil {
+				t.Fatal(err)
+			}
+			addHost(t, d, "h1", 128*3, true, "homelab")
+			register(t, s, 128)
+			req := &orchv1.RunTaskRequest{Cluster: "homelab", TaskDefinition: "web", Count: 2}
+			first := make(chan *orchv1.RunTaskResponse, 1)
+			go func() {
+				resp, _ := s.RunTask(ctx, req)
+				first <- resp
+			}()
+			<-g.started // the first plan is in flight
+			// Meanwhile h1 changes (a task of no size), so the cache reads it again from a state
+			// that does not have the plan in flight.
+			other := &orchv1.Task{
+				Id: NewTaskID(), Cluster: "homelab", HostId: "h1", ContainerInstanceId: fsm.InstanceID("h1", "homelab"),
+				LastStatus: lifecycle.Pending, DesiredStatus: lifecycle.DesiredRunning, Cpu: "0", Memory: "0",
+				TaskDefinitionArn: "arn:aws:ecs:local:000000000000:task-definition/web:1", Eni: &orchv1.Eni{Ip: "10.64.0.200"},
+			}
+			if _, err := d.Apply(ctx, fsm.CmdPlaceTasks, &orchv1.PlaceTasksCommand{Tasks: []*orchv1.Task{other}}); err != nil {
+				t.Fatal(err)
+			}
+			second, err := s.RunTask(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(second.GetTasks()) != tt.wantSecond || len(second.GetFailures()) != 2-tt.wantSecond {
+				t.Fatalf("second: %d tasks, failures %v; want %d tasks", len(second.GetTasks()), second.GetFailures(), tt.wantSecond)
+			}
+			close(g.release)
+			ips := map[string]bool{}
+			if resp := <-first; resp != nil {
+				for _, tk := range resp.GetTasks() {
+					ips[tk.GetEni().GetIp()] = true
+				}
+			}
+			for _, tk := range second.GetTasks() {
+				if ips[tk.GetEni().GetIp()] {
+					t.Fatalf("address %s handed out twice", tk.GetEni().GetIp())
+				}
+			}
+			third, err := s.RunTask(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(third.GetTasks()) != tt.wantThird {
+				t.Fatalf("third: %d tasks, failures %v; want %d", len(third.GetTasks()), third.GetFailures(), tt.wantThird)
+			}
+			checkCache(t, s)
+		})
 	}
 }

@@ -48,6 +48,7 @@ type Server struct {
 	planMu   sync.Mutex
 	queue    []*planJob
 	planning bool
+	planWake chan struct{} // a job queued while the planner waits for its plan in flight
 	cache    *planCache
 }
 
@@ -68,7 +69,7 @@ func WithClock(now func() time.Time) Opt { return func(s *Server) { s.now = now 
 
 // New returns a server reading store and writing through raft.
 func New(store *state.Store, raft Applier, opts ...Opt) *Server {
-	s := &Server{store: store, raft: raft, cache: newPlanCache(store)}
+	s := &Server{store: store, raft: raft, cache: newPlanCache(store), planWake: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(s)
 	}
