@@ -12,7 +12,6 @@ import (
 	"orch/pkg/lifecycle"
 	"orch/pkg/taskdef"
 	orchv1 "orch/proto/orch/v1"
-	"orch/scheduler/placement"
 	"orch/scheduler/state"
 )
 
@@ -83,79 +82,6 @@ func reservedPorts(td *orchv1.TaskDefinition) (tcp, udp []int32) {
 func bindsNodePorts(td *orchv1.TaskDefinition) bool {
 	m := td.GetNetworkMode()
 	return m != "" && m != "awsvpc"
-}
-
-// cachedUsage is a host's usage with the watch channel taken before it was computed: while the
-// channel is open, no task of the host has changed and the usage is current.
-type cachedUsage struct {
-	u       *hostUsage
-	changed <-chan struct{}
-}
-
-// placementNodes describes the cluster's container instances for placement, from a fresh
-// snapshot that it returns. Per-host usage is cached between calls (only the planner calls it)
-// and recomputed only for hosts whose tasks changed, so a RunTask costs what changed
-// since the last one, not every task of the cluster.
-func (s *Server) placementNodes(cluster string) (*state.ReadTxn, []*placement.Node, error) {
-	// Watch channels of stale hosts first, then the snapshot: a change between the two shows
-	// as a closed channel at the next call, never as a stale entry.
-	stale := map[string]<-chan struct{}{}
-	for host, c := range s.usage {
-		select {
-		case <-c.changed:
-			stale[host] = s.store.HostWatch(host)
-		default:
-		}
-	}
-	r := s.store.Read()
-	instances, err := r.InstancesByCluster(nil, cluster)
-	if err != nil {
-		return nil, nil, err
-	}
-	var nodes []*placement.Node
-	for _, ci := range instances {
-		if ci.GetStatus() == "INACTIVE" {
-			continue
-		}
-		h, err := r.Host(nil, ci.GetHostId())
-		if err != nil || h == nil {
-			continue
-		}
-		c, ok := s.usage[h.GetId()]
-		if ch, isStale := stale[h.GetId()]; !ok || isStale {
-			if !ok {
-				// First sight of this host: its channel is taken after r, so a change in
-				// between could be missed; compute from a snapshot taken after the channel.
-				ch = s.store.HostWatch(h.GetId())
-				u, err := usageByHost(s.store.Read(), h.GetId())
-				if err != nil {
-					return nil, nil, err
-				}
-				c = cachedUsage{u: u, changed: ch}
-			} else {
-				u, err := usageByHost(r, h.GetId())
-				if err != nil {
-					return nil, nil, err
-				}
-				c = cachedUsage{u: u, changed: ch}
-			}
-			s.usage[h.GetId()] = c
-		}
-		u := c.u
-		var ports map[string]bool
-		if len(u.ports) > 0 {
-			ports = make(map[string]bool, len(u.ports))
-			for k := range u.ports {
-				ports[k] = true
-			}
-		}
-		nodes = append(nodes, &placement.Node{
-			ID: ci.GetId(), HostID: h.GetId(), Status: ci.GetStatus(), Connected: h.GetConnected(),
-			CPU: int(h.GetCpu()), Memory: int(h.GetMemory()), UsedCPU: u.cpu, UsedMem: u.mem, UsedPorts: ports,
-			FreeIPs: placement.SubnetSize(ci.GetSubnet()) - u.addresses[ci.GetId()],
-		})
-	}
-	return r, nodes, nil
 }
 
 // instanceView fills what ECS computes: connection, remaining resources and task counts.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -9,13 +10,17 @@ import (
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/fsm"
 	"orch/scheduler/placement"
-	"orch/scheduler/state"
 )
 
 // Placement is a single pipeline, as Nomad's plan applier: RunTask calls queue their jobs, and
 // one planner at a time takes everything queued, places it against one snapshot (each job
 // accounting for the ones before it), and writes all resulting tasks in one Raft entry. Under
 // load many calls share one log append and one fsync; alone, a call is planned at once.
+//
+// The planner does not wait for a plan's entry to be written before it plans the next batch:
+// while plan k is in flight, plan k+1 counts k's reservations and addresses as taken (the plan
+// cache holds them until k's outcome is in the state, plancache.go), and it waits for k only
+// before planning k+2. So at most two plans are in flight, and planning overlaps the write.
 
 // maxBatchJobs bounds how many RunTask calls share one Raft entry (10 tasks each at most).
 const maxBatchJobs = 64
@@ -44,6 +49,11 @@ func (s *Server) submit(ctx context.Context, j *planJob) (*orchv1.RunTaskRespons
 	s.planMu.Unlock()
 	if start {
 		go s.planLoop()
+	} else {
+		select { // a planner waiting for its plan in flight plans this job now
+		case s.planWake <- struct{}{}:
+		default:
+		}
 	}
 	select {
 	case r := <-j.done:
@@ -56,23 +66,50 @@ func (s *Server) submit(ctx context.Context, j *planJob) (*orchv1.RunTaskRespons
 }
 
 func (s *Server) planLoop() {
+	var prev *flight // the plan in flight, if any
 	for {
 		s.planMu.Lock()
 		n := min(len(s.queue), maxBatchJobs)
 		batch := s.queue[:n:n]
 		s.queue = s.queue[n:]
-		if n == 0 {
+		if n == 0 && prev == nil {
 			s.planning = false
 			s.planMu.Unlock()
 			return
 		}
 		s.planMu.Unlock()
-		s.planBatch(batch)
+		if n == 0 {
+			// Nothing to plan: wait for the plan in flight, or for a job to plan meanwhile.
+			select {
+			case <-prev.done:
+				s.cache.landed(prev.plan)
+				prev, s.cache.inflight = nil, nil
+			case <-s.planWake:
+			}
+			continue
+		}
+		next := s.planBatch(batch)
+		if prev != nil {
+			<-prev.done
+			s.cache.landed(prev.plan)
+		}
+		prev = next
+		s.cache.inflight = nil
+		if next != nil {
+			s.cache.inflight = next.plan
+		}
 	}
 }
 
-// planBatch places a batch of jobs and answers each.
-func (s *Server) planBatch(batch []*planJob) {
+// flight is a plan whose entry is being written.
+type flight struct {
+	plan *plannedBatch
+	done chan struct{} // closed once written (or refused) and its jobs answered
+}
+
+// planBatch places a batch of jobs, starts writing the tasks, and answers each job once they
+// are written; it returns the write in flight, or nil when there is nothing to write.
+func (s *Server) planBatch(batch []*planJob) *flight {
 	type part struct {
 		job      *planJob
 		resp     *orchv1.RunTaskResponse
@@ -80,39 +117,32 @@ func (s *Server) planBatch(batch []*planJob) {
 		from, to int // its tasks in the command
 	}
 	parts := make([]*part, len(batch))
-	nodesByCluster := map[string][]*placement.Node{}
-	// What this batch placed per host so far: a host serving several clusters appears in
-	// each cluster's node list, and the later lists must count the earlier placements.
-	batchUse := map[string][]placement.Request{}
-	var r *state.ReadTxn
-	usedIPs := map[string]map[string]bool{}
+	r, err := s.cache.begin()
+	if err != nil {
+		for _, j := range batch {
+			j.done <- planResult{err: toStatus(err)}
+		}
+		return nil
+	}
+	usedIPs := map[string]map[netip.Addr]bool{}
 	now := timestamppb.New(s.now())
 	cmd := &orchv1.PlaceTasksCommand{}
 	for i, j := range batch {
 		p := &part{job: j, resp: &orchv1.RunTaskResponse{}}
 		parts[i] = p
 		name := j.cluster.GetClusterName()
-		nodes, ok := nodesByCluster[name]
-		if !ok {
-			var err error
-			if r, nodes, err = s.placementNodes(name); err != nil {
-				p.err = toStatus(err)
-				continue
-			}
-			for _, n := range nodes {
-				for _, use := range batchUse[n.HostID] {
-					placement.Reserve(n, use)
-				}
-			}
-			nodesByCluster[name] = nodes
+		idx, err := s.cache.index(r, name)
+		if err != nil {
+			p.err = toStatus(err)
+			continue
 		}
-		if len(nodes) == 0 {
+		if idx.Len() == 0 {
 			p.err = invalid("cluster %s: no container instances were found in your cluster", name)
 			continue
 		}
-		picks, fails := placement.Place(nodes, j.want, j.count)
+		picks, fails := idx.Place(j.want, j.count)
 		for _, n := range picks {
-			batchUse[n.HostID] = append(batchUse[n.HostID], j.want)
+			s.cache.reserved(name, n, j.want)
 		}
 		for _, f := range fails {
 			p.resp.Failures = append(p.resp.Failures, &orchv1.Failure{Arn: j.cluster.GetClusterArn(), Reason: f.Reason, Detail: f.Detail})
@@ -121,7 +151,7 @@ func (s *Server) planBatch(batch []*planJob) {
 		for _, n := range picks {
 			ci, err := r.Instance(nil, n.ID)
 			if err == nil && usedIPs[n.ID] == nil {
-				usedIPs[n.ID], err = liveIPs(r, n.ID)
+				usedIPs[n.ID], err = s.cache.usedIPs(r, n.ID)
 			}
 			var t *orchv1.Task
 			if err == nil {
@@ -139,29 +169,38 @@ func (s *Server) planBatch(batch []*planJob) {
 		}
 		p.to = len(cmd.Tasks)
 	}
-	var placed []*orchv1.Task
-	var applyErr error
-	if len(cmd.Tasks) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		v, err := s.raft.Apply(ctx, fsm.CmdPlaceTasks, cmd)
-		cancel()
-		if err != nil {
-			applyErr = toStatus(err)
-		} else {
-			placed = v.([]*orchv1.Task)
-		}
-	}
-	for _, p := range parts {
-		switch {
-		case p.err != nil:
-			p.job.done <- planResult{err: p.err}
-		case p.to > p.from && applyErr != nil:
-			p.job.done <- planResult{err: applyErr}
-		default:
-			for _, t := range placed[p.from:p.to] {
-				p.resp.Tasks = append(p.resp.Tasks, taskView(t))
+	answer := func(placed []*orchv1.Task, applyErr error) {
+		for _, p := range parts {
+			switch {
+			case p.err != nil:
+				p.job.done <- planResult{err: p.err}
+			case p.to > p.from && applyErr != nil:
+				p.job.done <- planResult{err: applyErr}
+			default:
+				for _, t := range placed[p.from:p.to] {
+					p.resp.Tasks = append(p.resp.Tasks, taskView(t))
+				}
+				p.job.done <- planResult{resp: p.resp}
 			}
-			p.job.done <- planResult{resp: p.resp}
 		}
 	}
+	plan := s.cache.planned(cmd.Tasks)
+	if len(cmd.Tasks) == 0 {
+		s.cache.landed(plan) // picks whose tasks failed still reserved
+		answer(nil, nil)
+		return nil
+	}
+	f := &flight{plan: plan, done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		v, err := s.raft.Apply(ctx, fsm.CmdPlaceTasks, cmd)
+		if err != nil {
+			answer(nil, toStatus(err))
+			return
+		}
+		answer(v.([]*orchv1.Task), nil)
+	}()
+	return f
 }

@@ -42,12 +42,14 @@ type Server struct {
 	readBarrier func(ctx context.Context) error
 
 	// Placement is a single pipeline (plan.go): at most one planner runs at a time (planning),
-	// so each plan is made against the state that includes the previous one, and usage, the
-	// per-host usage cache, belongs to that planner.
+	// so each plan is made against the state that includes the previous one, and cache, the
+	// picture of the clusters' capacity kept across plans (plancache.go), belongs to that
+	// planner.
 	planMu   sync.Mutex
 	queue    []*planJob
 	planning bool
-	usage    map[string]cachedUsage
+	planWake chan struct{} // a job queued while the planner waits for its plan in flight
+	cache    *planCache
 }
 
 // Opt configures a Server.
@@ -67,7 +69,7 @@ func WithClock(now func() time.Time) Opt { return func(s *Server) { s.now = now 
 
 // New returns a server reading store and writing through raft.
 func New(store *state.Store, raft Applier, opts ...Opt) *Server {
-	s := &Server{store: store, raft: raft, usage: map[string]cachedUsage{}}
+	s := &Server{store: store, raft: raft, cache: newPlanCache(store), planWake: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(s)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"strconv"
 
 	"google.golang.org/grpc/codes"
@@ -94,27 +95,29 @@ func checkOverrides(td *orchv1.TaskDefinition, ov *orchv1.TaskOverride) error {
 	return nil
 }
 
-func liveIPs(r *state.ReadTxn, instance string) (map[string]bool, error) {
+func liveIPs(r *state.ReadTxn, instance string) (map[netip.Addr]bool, error) {
 	tasks, err := r.TasksByInstance(nil, instance)
 	if err != nil {
 		return nil, err
 	}
-	used := map[string]bool{}
+	used := make(map[netip.Addr]bool, len(tasks))
 	for _, t := range tasks {
 		if t.GetLastStatus() != lifecycle.Stopped || t.GetEniHeld() { // held: its host may still run it
-			used[t.GetEni().GetIp()] = true
+			if ip, err := netip.ParseAddr(t.GetEni().GetIp()); err == nil {
+				used[ip] = true
+			}
 		}
 	}
 	return used, nil
 }
 
 func (s *Server) newTask(req *orchv1.RunTaskRequest, c *orchv1.Cluster, td *orchv1.TaskDefinition,
-	ci *orchv1.ContainerInstance, used map[string]bool, now *timestamppb.Timestamp, cpu, mem int) (*orchv1.Task, error) {
+	ci *orchv1.ContainerInstance, used map[netip.Addr]bool, now *timestamppb.Timestamp, cpu, mem int) (*orchv1.Task, error) {
 	ip, err := placement.NextIP(ci.GetSubnet(), used)
 	if err != nil {
 		return nil, fmt.Errorf("container instance %s: %w: %w", ci.GetId(), err, state.ErrConflict)
 	}
-	used[ip.String()] = true
+	used[ip] = true
 	gw, err := placement.Gateway(ci.GetSubnet())
 	if err != nil {
 		return nil, err

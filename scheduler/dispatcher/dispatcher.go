@@ -47,7 +47,8 @@ type Dispatcher struct {
 	cancels  map[uint64]context.CancelFunc
 	gen      uint64
 	isLeader func() bool
-	seen     seenTimes // last sign of life per host (liveness.go)
+	seen     seenTimes       // last sign of life per host (liveness.go)
+	statuses statusCommitter // status reports' group commit (statusbatch.go)
 
 	sessionsGauge prometheus.Gauge
 	reports       prometheus.Counter
@@ -175,7 +176,7 @@ func (d *Dispatcher) Session(stream orchv1.AgentService_SessionServer) error {
 		return stream.Send(m)
 	}
 	errc := make(chan error, 3)
-	statuses := make(chan []*orchv1.TaskStatus, 256)
+	statuses := make(chan []*orchv1.TaskStatus, 32) // one round's worth: applyStatuses takes all at each write
 	go func() { errc <- d.recvLoop(ctx, hostID, stream, send, statuses) }()
 	go func() { errc <- d.applyStatuses(ctx, hostID, statuses) }()
 	go func() { errc <- d.assignLoop(ctx, hostID, hello.GetKnownTaskIds(), send) }()
@@ -267,10 +268,10 @@ func (d *Dispatcher) recvLoop(ctx context.Context, host string, stream orchv1.Ag
 	}
 }
 
-// applyStatuses writes the host's status reports to Raft. While one write is in flight the
-// reports that arrive queue up, and the next write carries all of them (in order, so that the
-// FSM sees each task's statuses as the agent sent them): a busy host costs one log entry per
-// round trip, not one per report.
+// applyStatuses writes the host's status reports to Raft, with the other sessions' (group
+// commit, statusbatch.go). While one write is in flight the reports that arrive queue up, and
+// the next write carries all of them (in order, so that the FSM sees each task's statuses as
+// the agent sent them).
 func (d *Dispatcher) applyStatuses(ctx context.Context, host string, statuses <-chan []*orchv1.TaskStatus) error {
 	for {
 		var batch []*orchv1.TaskStatus
@@ -289,7 +290,7 @@ func (d *Dispatcher) applyStatuses(ctx context.Context, host string, statuses <-
 				break drain
 			}
 		}
-		if _, err := d.raft.Apply(ctx, fsm.CmdTaskStatus, &orchv1.TaskStatusCommand{HostId: host, Tasks: batch}); err != nil {
+		if err := d.commitStatuses(ctx, host, batch); err != nil {
 			return fmt.Errorf("host %s: task status: %w", host, err)
 		}
 	}

@@ -3,7 +3,9 @@ package fsm
 import (
 	"fmt"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"orch/pkg/lifecycle"
 	orchv1 "orch/proto/orch/v1"
@@ -41,8 +43,7 @@ func applyPlaceTasks(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 		}
 	}
 	out := make([]*orchv1.Task, 0, len(cmd.GetTasks()))
-	for _, t := range cmd.GetTasks() {
-		t = proto.Clone(t).(*orchv1.Task)
+	for _, t := range cmd.GetTasks() { // decoded from the entry: nobody else holds them
 		t.Version = 1
 		if err := w.PutTask(t); err != nil {
 			return nil, err
@@ -88,11 +89,82 @@ func applyStopTasks(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 func applyTaskStatus(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 	var cmd orchv1.TaskStatusCommand
 	decode(buf, &cmd)
+	return mergeReports(w, &cmd)
+}
+
+// CmdTaskStatusBatch is several hosts' TaskStatusCommands in one entry: the leader's
+// dispatcher commits the reports of all its sessions together (group commit), one entry per
+// round instead of one per session message. The body is the wire form of
+//
+//	message TaskStatusBatchCommand { repeated TaskStatusCommand commands = 1; }
+//
+// written with protowire (EncodeTaskStatusBatch) until raft.proto declares it. The number is
+// apart from the others so that commands added meanwhile do not take it.
+const CmdTaskStatusBatch CommandType = 64
+
+func init() {
+	if _, taken := appliers[CmdTaskStatusBatch]; taken {
+		panic(fmt.Sprintf("fsm: command type %d is taken twice", CmdTaskStatusBatch))
+	}
+	appliers[CmdTaskStatusBatch] = applyTaskStatusBatch
+}
+
+// EncodeTaskStatusBatch returns the message to apply as CmdTaskStatusBatch.
+func EncodeTaskStatusBatch(cmds []*orchv1.TaskStatusCommand) (proto.Message, error) {
+	var b []byte
+	for _, c := range cmds {
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(proto.Size(c)))
+		var err error
+		if b, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(b, c); err != nil {
+			return nil, fmt.Errorf("encode task status of host %s: %w", c.GetHostId(), err)
+		}
+	}
+	// An empty message whose unknown fields are the batch: proto.Marshal writes them as they are.
+	m := &emptypb.Empty{}
+	m.ProtoReflect().SetUnknown(b)
+	return m, nil
+}
+
+// applyTaskStatusBatch applies each host's reports, in order, as applyTaskStatus does.
+func applyTaskStatusBatch(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
+	changed := 0
+	for len(buf) > 0 {
+		num, typ, n := protowire.ConsumeTag(buf)
+		if n < 0 {
+			panic(fmt.Sprintf("fsm: decode task status batch: %v", protowire.ParseError(n)))
+		}
+		buf = buf[n:]
+		if num != 1 || typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, buf); n < 0 {
+				panic(fmt.Sprintf("fsm: decode task status batch: %v", protowire.ParseError(n)))
+			}
+			buf = buf[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(buf)
+		if n < 0 {
+			panic(fmt.Sprintf("fsm: decode task status batch: %v", protowire.ParseError(n)))
+		}
+		buf = buf[n:]
+		var cmd orchv1.TaskStatusCommand
+		decode(v, &cmd)
+		c, err := mergeReports(w, &cmd)
+		if err != nil {
+			return nil, err
+		}
+		changed += c
+	}
+	return changed, nil
+}
+
+// mergeReports merges one host's reports and returns how many tasks changed.
+func mergeReports(w *state.WriteTxn, cmd *orchv1.TaskStatusCommand) (int, error) {
 	changed := 0
 	for _, st := range cmd.GetTasks() {
 		t, err := w.Task(nil, st.GetTaskId())
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		if t == nil || t.GetHostId() != cmd.GetHostId() {
 			continue
@@ -106,7 +178,7 @@ func applyTaskStatus(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 		}
 		next.Version++
 		if err := w.PutTask(next); err != nil {
-			return nil, err
+			return 0, err
 		}
 		changed++
 	}

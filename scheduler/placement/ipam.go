@@ -16,7 +16,7 @@ func Gateway(subnet string) (netip.Addr, error) {
 
 // NextIP returns the lowest address of subnet that is not the network, gateway or broadcast
 // address and is not in used.
-func NextIP(subnet string, used map[string]bool) (netip.Addr, error) {
+func NextIP(subnet string, used map[netip.Addr]bool) (netip.Addr, error) {
 	p, err := netip.ParsePrefix(subnet)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("subnet %q: %w", subnet, err)
@@ -27,7 +27,7 @@ func NextIP(subnet string, used map[string]bool) (netip.Addr, error) {
 		if !p.Contains(a.Next()) { // broadcast
 			break
 		}
-		if !used[a.String()] {
+		if !used[a] {
 			return a, nil
 		}
 	}

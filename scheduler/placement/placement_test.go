@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -87,13 +88,13 @@ func TestSharedHost(t *testing.T) {
 }
 
 func TestIPAM(t *testing.T) {
-	ip, err := NextIP("10.64.3.0/24", map[string]bool{"10.64.3.2": true})
+	ip, err := NextIP("10.64.3.0/24", map[netip.Addr]bool{netip.MustParseAddr("10.64.3.2"): true})
 	if err != nil || ip.String() != "10.64.3.3" {
 		t.Fatalf("NextIP = %v, %v", ip, err)
 	}
-	used := map[string]bool{}
+	used := map[netip.Addr]bool{}
 	for i := 2; i < 255; i++ {
-		used["10.64.3."+itoa(i)] = true
+		used[netip.MustParseAddr("10.64.3."+itoa(i))] = true
 	}
 	if _, err := NextIP("10.64.3.0/24", used); err == nil {
 		t.Fatal("a full subnet must fail")

@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/hex"
+	"fmt"
 	"sort"
 
 	orchv1 "orch/proto/orch/v1"
@@ -35,6 +36,20 @@ func (r *ReadTxn) Instance(ws WatchSet, id string) (*orchv1.ContainerInstance, e
 // InstancesByCluster returns the cluster's container instances.
 func (r *ReadTxn) InstancesByCluster(ws WatchSet, cluster string) ([]*orchv1.ContainerInstance, error) {
 	return list[*orchv1.ContainerInstance](r, ws, TableInstances, "cluster", cluster)
+}
+
+// HighestSubnet returns the subnet of the cluster's container instance with the highest
+// subnet address, or "" when the cluster has none.
+func (r *ReadTxn) HighestSubnet(cluster string) (string, error) {
+	it, err := r.txn.GetReverse(TableInstances, "subnet_prefix", cluster+"\x00")
+	if err != nil {
+		return "", fmt.Errorf("state: %s by subnet: %w", TableInstances, err)
+	}
+	raw := it.Next()
+	if raw == nil {
+		return "", nil
+	}
+	return raw.(*orchv1.ContainerInstance).GetSubnet(), nil
 }
 
 // InstancesByHost returns the host's container instances, one per cluster it serves.

@@ -7,6 +7,7 @@ package state
 import (
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
@@ -85,6 +86,7 @@ func schema() *memdb.DBSchema {
 			"id":      index("id", true, func(c *orchv1.ContainerInstance) string { return c.GetId() }),
 			"cluster": index("cluster", false, func(c *orchv1.ContainerInstance) string { return c.GetCluster() }),
 			"host":    index("host", false, func(c *orchv1.ContainerInstance) string { return c.GetHostId() }),
+			"subnet":  index("subnet", false, subnetKey),
 		}},
 		TableTaskDefs: {Name: TableTaskDefs, Indexes: map[string]*memdb.IndexSchema{
 			"id":     index("id", true, func(t *orchv1.TaskDefinition) string { return taskDefKey(t.GetFamily(), t.GetRevision()) }),
@@ -131,6 +133,17 @@ func groupKey(cluster, group string) string {
 
 // pkiKey is the key of the single ClusterPKI record.
 const pkiKey = "cluster"
+
+// subnetKey orders a cluster's container instances by the address of their subnet (IPv4, as
+// eight hex digits, so that the string order is the numeric one).
+func subnetKey(c *orchv1.ContainerInstance) string {
+	p, err := netip.ParsePrefix(c.GetSubnet())
+	if err != nil || !p.Addr().Is4() {
+		return ""
+	}
+	a := p.Masked().Addr().As4()
+	return c.GetCluster() + "\x00" + hex.EncodeToString(a[:])
+}
 
 // taskDefKey orders revisions numerically within a family.
 func taskDefKey(family string, revision int32) string {

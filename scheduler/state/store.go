@@ -22,6 +22,7 @@ type Store struct {
 	// every task change in a 1,000-node cluster.
 	hostMu    sync.Mutex
 	hostWatch map[string]chan struct{}
+	trackers  []*HostChanges
 }
 
 // New returns an empty store.
@@ -68,6 +69,36 @@ func (s *Store) HostWatch(host string) <-chan struct{} {
 	return ch
 }
 
+// HostChanges collects the hosts whose tasks changed, for a reader that keeps something per
+// host and wants what changed since it last looked, without a watch channel per host to poll
+// (the planner's cache of 10,000 hosts).
+type HostChanges struct {
+	mu    sync.Mutex
+	hosts map[string]bool
+	all   bool
+}
+
+// TrackHosts returns a collector of the hosts whose tasks change from now on. It lives as long
+// as the store.
+func (s *Store) TrackHosts() *HostChanges {
+	s.hostMu.Lock()
+	defer s.hostMu.Unlock()
+	c := &HostChanges{hosts: map[string]bool{}}
+	s.trackers = append(s.trackers, c)
+	return c
+}
+
+// Take returns the hosts whose tasks changed since the last Take and forgets them; all is true
+// when a restore replaced the whole state meanwhile. Take before reading, as with HostWatch: a
+// change between Take and the read shows in the read and again at the next Take.
+func (c *HostChanges) Take() (hosts map[string]bool, all bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	hosts, all = c.hosts, c.all
+	c.hosts, c.all = map[string]bool{}, false
+	return hosts, all
+}
+
 func (s *Store) notifyHosts(hosts map[string]bool) {
 	s.hostMu.Lock()
 	defer s.hostMu.Unlock()
@@ -76,6 +107,13 @@ func (s *Store) notifyHosts(hosts map[string]bool) {
 			close(ch)
 			delete(s.hostWatch, h)
 		}
+	}
+	for _, c := range s.trackers {
+		c.mu.Lock()
+		for h := range hosts {
+			c.hosts[h] = true
+		}
+		c.mu.Unlock()
 	}
 }
 
@@ -90,6 +128,11 @@ func (s *Store) Replace(other *Store) {
 	for h, ch := range s.hostWatch {
 		close(ch)
 		delete(s.hostWatch, h)
+	}
+	for _, c := range s.trackers {
+		c.mu.Lock()
+		c.all = true
+		c.mu.Unlock()
 	}
 	s.hostMu.Unlock()
 }

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"sort"
+	"strings"
 	"testing"
 
 	orchv1 "orch/proto/orch/v1"
@@ -43,5 +45,64 @@ func TestHostWatch(t *testing.T) {
 	case <-b:
 	default:
 		t.Fatal("a restore must wake every host watcher")
+	}
+}
+
+func TestTrackHosts(t *testing.T) {
+	s, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.TrackHosts()
+	put := func(index uint64, commit bool, tasks ...*orchv1.Task) {
+		t.Helper()
+		w := s.Write(index)
+		for _, tk := range tasks {
+			if err := w.PutTask(tk); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !commit {
+			w.Abort()
+			return
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name    string
+		change  func()
+		want    string
+		wantAll bool
+	}{
+		{name: "nothing", change: func() {}, want: ""},
+		{name: "one commit", change: func() { put(1, true, &orchv1.Task{Id: "t1", HostId: "h1"}) }, want: "h1"},
+		{name: "two commits add up", change: func() {
+			put(2, true, &orchv1.Task{Id: "t2", HostId: "h2"})
+			put(3, true, &orchv1.Task{Id: "t3", HostId: "h3"}, &orchv1.Task{Id: "t4", HostId: "h2"})
+		}, want: "h2,h3"},
+		{name: "an aborted write is no change", change: func() { put(4, false, &orchv1.Task{Id: "t5", HostId: "h5"}) }, want: ""},
+		{name: "a restore changes everything", change: func() {
+			other, err := New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Replace(other)
+		}, want: "", wantAll: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.change()
+			hosts, all := c.Take()
+			var got []string
+			for h := range hosts {
+				got = append(got, h)
+			}
+			sort.Strings(got)
+			if strings.Join(got, ",") != tt.want || all != tt.wantAll {
+				t.Fatalf("Take = %v, %v; want %s, %v", got, all, tt.want, tt.wantAll)
+			}
+		})
 	}
 }

@@ -1,0 +1,98 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	orchv1 "orch/proto/orch/v1"
+	"orch/scheduler/fsm"
+)
+
+// Status reports are group-committed across sessions, as the planner does with placements
+// (scheduler/api/plan.go): each session hands its queued reports to the committer and waits;
+// the first to find no commit running starts one, which takes every session's reports queued
+// so far, writes them as one Raft entry and answers each. While an entry is in flight the
+// next round queues up, so a busy leader writes one entry per round trip, not one per session
+// message, and an idle one writes a lone report at once. A session sends its next reports only
+// after the previous ones are written, so each host's reports stay in order.
+
+// maxStatusBatch bounds the reports in one entry.
+const maxStatusBatch = 4096
+
+type statusJob struct {
+	cmd  *orchv1.TaskStatusCommand
+	done chan error
+}
+
+type statusCommitter struct {
+	mu         sync.Mutex
+	queue      []*statusJob
+	committing bool
+}
+
+// commitStatuses writes host's reports with the other sessions' queued ones.
+func (d *Dispatcher) commitStatuses(ctx context.Context, host string, tasks []*orchv1.TaskStatus) error {
+	j := &statusJob{cmd: &orchv1.TaskStatusCommand{HostId: host, Tasks: tasks}, done: make(chan error, 1)}
+	c := &d.statuses
+	c.mu.Lock()
+	c.queue = append(c.queue, j)
+	start := !c.committing
+	c.committing = true
+	c.mu.Unlock()
+	if start {
+		go d.statusLoop()
+	}
+	select {
+	case err := <-j.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // the reports may still be written: the agent reports again on reconnect
+	}
+}
+
+func (d *Dispatcher) statusLoop() {
+	c := &d.statuses
+	for {
+		c.mu.Lock()
+		n, reports := 0, 0
+		for n < len(c.queue) && (n == 0 || reports+len(c.queue[n].cmd.GetTasks()) <= maxStatusBatch) {
+			reports += len(c.queue[n].cmd.GetTasks())
+			n++
+		}
+		batch := c.queue[:n:n]
+		c.queue = c.queue[n:]
+		if n == 0 {
+			c.committing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		err := d.applyStatusBatch(batch)
+		for _, j := range batch {
+			j.done <- err
+		}
+	}
+}
+
+func (d *Dispatcher) applyStatusBatch(batch []*statusJob) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if len(batch) == 1 {
+		_, err := d.raft.Apply(ctx, fsm.CmdTaskStatus, batch[0].cmd)
+		return err
+	}
+	cmds := make([]*orchv1.TaskStatusCommand, len(batch))
+	for i, j := range batch {
+		cmds[i] = j.cmd
+	}
+	m, err := fsm.EncodeTaskStatusBatch(cmds)
+	if err != nil {
+		return err
+	}
+	if _, err := d.raft.Apply(ctx, fsm.CmdTaskStatusBatch, m); err != nil {
+		return fmt.Errorf("task status of %d hosts: %w", len(batch), err)
+	}
+	return nil
+}
