@@ -87,11 +87,7 @@ func (d *Dispatcher) applyStatusBatch(batch []*statusJob) error {
 	for i, j := range batch {
 		cmds[i] = j.cmd
 	}
-	m, err := fsm.EncodeTaskStatusBatch(cmds)
-	if err != nil {
-		return err
-	}
-	if _, err := d.raft.Apply(ctx, fsm.CmdTaskStatusBatch, m); err != nil {
+	if _, err := d.raft.Apply(ctx, fsm.CmdTaskStatusBatch, &orchv1.TaskStatusBatchCommand{Commands: cmds}); err != nil {
 		return fmt.Errorf("task status of %d hosts: %w", len(batch), err)
 	}
 	return nil

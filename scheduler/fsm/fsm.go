@@ -43,6 +43,7 @@ const (
 	CmdRotateJoinToken          CommandType = 18
 	CmdPutServices              CommandType = 19
 	CmdDeleteServices           CommandType = 20
+	CmdTaskStatusBatch          CommandType = 21
 
 	// IgnoreUnknownFlag marks a command that older servers may skip when they do not know it.
 	IgnoreUnknownFlag CommandType = 128
@@ -101,6 +102,7 @@ var appliers = map[CommandType]applyFn{
 	CmdRotateJoinToken:          applyRotateJoinToken,
 	CmdPutServices:              applyPutServices,
 	CmdDeleteServices:           applyDeleteServices,
+	CmdTaskStatusBatch:          applyTaskStatusBatch,
 }
 
 // Apply implements raft.FSM.

@@ -3,9 +3,7 @@ package fsm
 import (
 	"fmt"
 
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/emptypb"
 
 	"orch/pkg/lifecycle"
 	orchv1 "orch/proto/orch/v1"
@@ -92,68 +90,17 @@ func applyTaskStatus(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 	return mergeReports(w, &cmd)
 }
 
-// CmdTaskStatusBatch is several hosts' TaskStatusCommands in one entry: the leader's
-// dispatcher commits the reports of all its sessions together (group commit), one entry per
-// round instead of one per session message. The body is the wire form of
-//
-//	message TaskStatusBatchCommand { repeated TaskStatusCommand commands = 1; }
-//
-// written with protowire (EncodeTaskStatusBatch) until raft.proto declares it. The number is
-// apart from the others so that commands added meanwhile do not take it.
-const CmdTaskStatusBatch CommandType = 64
-
-func init() {
-	if _, taken := appliers[CmdTaskStatusBatch]; taken {
-		panic(fmt.Sprintf("fsm: command type %d is taken twice", CmdTaskStatusBatch))
-	}
-	appliers[CmdTaskStatusBatch] = applyTaskStatusBatch
-}
-
-// EncodeTaskStatusBatch returns the message to apply as CmdTaskStatusBatch.
-func EncodeTaskStatusBatch(cmds []*orchv1.TaskStatusCommand) (proto.Message, error) {
-	var b []byte
-	for _, c := range cmds {
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(proto.Size(c)))
-		var err error
-		if b, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(b, c); err != nil {
-			return nil, fmt.Errorf("encode task status of host %s: %w", c.GetHostId(), err)
-		}
-	}
-	// An empty message whose unknown fields are the batch: proto.Marshal writes them as they are.
-	m := &emptypb.Empty{}
-	m.ProtoReflect().SetUnknown(b)
-	return m, nil
-}
-
 // applyTaskStatusBatch applies each host's reports, in order, as applyTaskStatus does.
 func applyTaskStatusBatch(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
+	var cmd orchv1.TaskStatusBatchCommand
+	decode(buf, &cmd)
 	changed := 0
-	for len(buf) > 0 {
-		num, typ, n := protowire.ConsumeTag(buf)
-		if n < 0 {
-			panic(fmt.Sprintf("fsm: decode task status batch: %v", protowire.ParseError(n)))
-		}
-		buf = buf[n:]
-		if num != 1 || typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, buf); n < 0 {
-				panic(fmt.Sprintf("fsm: decode task status batch: %v", protowire.ParseError(n)))
-			}
-			buf = buf[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(buf)
-		if n < 0 {
-			panic(fmt.Sprintf("fsm: decode task status batch: %v", protowire.ParseError(n)))
-		}
-		buf = buf[n:]
-		var cmd orchv1.TaskStatusCommand
-		decode(v, &cmd)
-		c, err := mergeReports(w, &cmd)
+	for _, c := range cmd.GetCommands() {
+		n, err := mergeReports(w, c)
 		if err != nil {
 			return nil, err
 		}
-		changed += c
+		changed += n
 	}
 	return changed, nil
 }

@@ -55,11 +55,7 @@ func TestTaskStatusBatch(t *testing.T) {
 			batched, single := newHarness(t), newHarness(t)
 			place(batched)
 			place(single)
-			m, err := EncodeTaskStatusBatch(tt.cmds)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := batched.must(CmdTaskStatusBatch, m).(int); got != tt.count {
+			if got := batched.must(CmdTaskStatusBatch, &orchv1.TaskStatusBatchCommand{Commands: tt.cmds}).(int); got != tt.count {
 				t.Fatalf("%d tasks changed, want %d", got, tt.count)
 			}
 			for _, c := range tt.cmds {

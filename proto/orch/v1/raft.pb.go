@@ -493,6 +493,52 @@ func (x *TaskStatusCommand) GetTasks() []*TaskStatus {
 	return nil
 }
 
+// TaskStatusBatchCommand is several hosts' reports in one entry: the leader's dispatcher
+// commits the reports of all its sessions together (group commit), one entry per round.
+type TaskStatusBatchCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Commands      []*TaskStatusCommand   `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatusBatchCommand) Reset() {
+	*x = TaskStatusBatchCommand{}
+	mi := &file_orch_v1_raft_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatusBatchCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatusBatchCommand) ProtoMessage() {}
+
+func (x *TaskStatusBatchCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_orch_v1_raft_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatusBatchCommand.ProtoReflect.Descriptor instead.
+func (*TaskStatusBatchCommand) Descriptor() ([]byte, []int) {
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TaskStatusBatchCommand) GetCommands() []*TaskStatusCommand {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
 type TaskUsageCommand struct {
 	state         protoimpl.MessageState   `protogen:"open.v1"`
 	HostId        string                   `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
@@ -503,7 +549,7 @@ type TaskUsageCommand struct {
 
 func (x *TaskUsageCommand) Reset() {
 	*x = TaskUsageCommand{}
-	mi := &file_orch_v1_raft_proto_msgTypes[9]
+	mi := &file_orch_v1_raft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -515,7 +561,7 @@ func (x *TaskUsageCommand) String() string {
 func (*TaskUsageCommand) ProtoMessage() {}
 
 func (x *TaskUsageCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_orch_v1_raft_proto_msgTypes[9]
+	mi := &file_orch_v1_raft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -528,7 +574,7 @@ func (x *TaskUsageCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUsageCommand.ProtoReflect.Descriptor instead.
 func (*TaskUsageCommand) Descriptor() ([]byte, []int) {
-	return file_orch_v1_raft_proto_rawDescGZIP(), []int{9}
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TaskUsageCommand) GetHostId() string {
@@ -555,7 +601,7 @@ type DeleteTasksCommand struct {
 
 func (x *DeleteTasksCommand) Reset() {
 	*x = DeleteTasksCommand{}
-	mi := &file_orch_v1_raft_proto_msgTypes[10]
+	mi := &file_orch_v1_raft_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +613,7 @@ func (x *DeleteTasksCommand) String() string {
 func (*DeleteTasksCommand) ProtoMessage() {}
 
 func (x *DeleteTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_orch_v1_raft_proto_msgTypes[10]
+	mi := &file_orch_v1_raft_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +626,7 @@ func (x *DeleteTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTasksCommand.ProtoReflect.Descriptor instead.
 func (*DeleteTasksCommand) Descriptor() ([]byte, []int) {
-	return file_orch_v1_raft_proto_rawDescGZIP(), []int{10}
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteTasksCommand) GetTaskIds() []string {
@@ -601,7 +647,7 @@ type RegisterServerCommand struct {
 
 func (x *RegisterServerCommand) Reset() {
 	*x = RegisterServerCommand{}
-	mi := &file_orch_v1_raft_proto_msgTypes[11]
+	mi := &file_orch_v1_raft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +659,7 @@ func (x *RegisterServerCommand) String() string {
 func (*RegisterServerCommand) ProtoMessage() {}
 
 func (x *RegisterServerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_orch_v1_raft_proto_msgTypes[11]
+	mi := &file_orch_v1_raft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +672,7 @@ func (x *RegisterServerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterServerCommand.ProtoReflect.Descriptor instead.
 func (*RegisterServerCommand) Descriptor() ([]byte, []int) {
-	return file_orch_v1_raft_proto_rawDescGZIP(), []int{11}
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RegisterServerCommand) GetServer() *SchedulerServer {
@@ -645,7 +691,7 @@ type DeregisterServerCommand struct {
 
 func (x *DeregisterServerCommand) Reset() {
 	*x = DeregisterServerCommand{}
-	mi := &file_orch_v1_raft_proto_msgTypes[12]
+	mi := &file_orch_v1_raft_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +703,7 @@ func (x *DeregisterServerCommand) String() string {
 func (*DeregisterServerCommand) ProtoMessage() {}
 
 func (x *DeregisterServerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_orch_v1_raft_proto_msgTypes[12]
+	mi := &file_orch_v1_raft_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +716,7 @@ func (x *DeregisterServerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterServerCommand.ProtoReflect.Descriptor instead.
 func (*DeregisterServerCommand) Descriptor() ([]byte, []int) {
-	return file_orch_v1_raft_proto_rawDescGZIP(), []int{12}
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeregisterServerCommand) GetId() string {
@@ -691,7 +737,7 @@ type TagResourceCommand struct {
 
 func (x *TagResourceCommand) Reset() {
 	*x = TagResourceCommand{}
-	mi := &file_orch_v1_raft_proto_msgTypes[13]
+	mi := &file_orch_v1_raft_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +749,7 @@ func (x *TagResourceCommand) String() string {
 func (*TagResourceCommand) ProtoMessage() {}
 
 func (x *TagResourceCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_orch_v1_raft_proto_msgTypes[13]
+	mi := &file_orch_v1_raft_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +762,7 @@ func (x *TagResourceCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagResourceCommand.ProtoReflect.Descriptor instead.
 func (*TagResourceCommand) Descriptor() ([]byte, []int) {
-	return file_orch_v1_raft_proto_rawDescGZIP(), []int{13}
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TagResourceCommand) GetResourceArn() string {
@@ -755,7 +801,7 @@ type TasksLostCommand struct {
 
 func (x *TasksLostCommand) Reset() {
 	*x = TasksLostCommand{}
-	mi := &file_orch_v1_raft_proto_msgTypes[14]
+	mi := &file_orch_v1_raft_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +813,7 @@ func (x *TasksLostCommand) String() string {
 func (*TasksLostCommand) ProtoMessage() {}
 
 func (x *TasksLostCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_orch_v1_raft_proto_msgTypes[14]
+	mi := &file_orch_v1_raft_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +826,7 @@ func (x *TasksLostCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TasksLostCommand.ProtoReflect.Descriptor instead.
 func (*TasksLostCommand) Descriptor() ([]byte, []int) {
-	return file_orch_v1_raft_proto_rawDescGZIP(), []int{14}
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TasksLostCommand) GetHostId() string {
@@ -821,7 +867,7 @@ type BootstrapTokenCommand struct {
 
 func (x *BootstrapTokenCommand) Reset() {
 	*x = BootstrapTokenCommand{}
-	mi := &file_orch_v1_raft_proto_msgTypes[15]
+	mi := &file_orch_v1_raft_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +879,7 @@ func (x *BootstrapTokenCommand) String() string {
 func (*BootstrapTokenCommand) ProtoMessage() {}
 
 func (x *BootstrapTokenCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_orch_v1_raft_proto_msgTypes[15]
+	mi := &file_orch_v1_raft_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +892,7 @@ func (x *BootstrapTokenCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapTokenCommand.ProtoReflect.Descriptor instead.
 func (*BootstrapTokenCommand) Descriptor() ([]byte, []int) {
-	return file_orch_v1_raft_proto_rawDescGZIP(), []int{15}
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BootstrapTokenCommand) GetToken() *APIToken {
@@ -866,7 +912,7 @@ type InitPKICommand struct {
 
 func (x *InitPKICommand) Reset() {
 	*x = InitPKICommand{}
-	mi := &file_orch_v1_raft_proto_msgTypes[16]
+	mi := &file_orch_v1_raft_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +924,7 @@ func (x *InitPKICommand) String() string {
 func (*InitPKICommand) ProtoMessage() {}
 
 func (x *InitPKICommand) ProtoReflect() protoreflect.Message {
-	mi := &file_orch_v1_raft_proto_msgTypes[16]
+	mi := &file_orch_v1_raft_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +937,7 @@ func (x *InitPKICommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitPKICommand.ProtoReflect.Descriptor instead.
 func (*InitPKICommand) Descriptor() ([]byte, []int) {
-	return file_orch_v1_raft_proto_rawDescGZIP(), []int{16}
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *InitPKICommand) GetPki() *ClusterPKI {
@@ -912,7 +958,7 @@ type RotateJoinTokenCommand struct {
 
 func (x *RotateJoinTokenCommand) Reset() {
 	*x = RotateJoinTokenCommand{}
-	mi := &file_orch_v1_raft_proto_msgTypes[17]
+	mi := &file_orch_v1_raft_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +970,7 @@ func (x *RotateJoinTokenCommand) String() string {
 func (*RotateJoinTokenCommand) ProtoMessage() {}
 
 func (x *RotateJoinTokenCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_orch_v1_raft_proto_msgTypes[17]
+	mi := &file_orch_v1_raft_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +983,7 @@ func (x *RotateJoinTokenCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenCommand.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenCommand) Descriptor() ([]byte, []int) {
-	return file_orch_v1_raft_proto_rawDescGZIP(), []int{17}
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RotateJoinTokenCommand) GetWorkerToken() string {
@@ -966,7 +1012,7 @@ type PutServicesCommand struct {
 
 func (x *PutServicesCommand) Reset() {
 	*x = PutServicesCommand{}
-	mi := &file_orch_v1_raft_proto_msgTypes[18]
+	mi := &file_orch_v1_raft_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1024,7 @@ func (x *PutServicesCommand) String() string {
 func (*PutServicesCommand) ProtoMessage() {}
 
 func (x *PutServicesCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_orch_v1_raft_proto_msgTypes[18]
+	mi := &file_orch_v1_raft_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1037,7 @@ func (x *PutServicesCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServicesCommand.ProtoReflect.Descriptor instead.
 func (*PutServicesCommand) Descriptor() ([]byte, []int) {
-	return file_orch_v1_raft_proto_rawDescGZIP(), []int{18}
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PutServicesCommand) GetPuts() []*PutServicesCommand_Put {
@@ -1011,7 +1057,7 @@ type DeleteServicesCommand struct {
 
 func (x *DeleteServicesCommand) Reset() {
 	*x = DeleteServicesCommand{}
-	mi := &file_orch_v1_raft_proto_msgTypes[19]
+	mi := &file_orch_v1_raft_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1069,7 @@ func (x *DeleteServicesCommand) String() string {
 func (*DeleteServicesCommand) ProtoMessage() {}
 
 func (x *DeleteServicesCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_orch_v1_raft_proto_msgTypes[19]
+	mi := &file_orch_v1_raft_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1082,7 @@ func (x *DeleteServicesCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteServicesCommand.ProtoReflect.Descriptor instead.
 func (*DeleteServicesCommand) Descriptor() ([]byte, []int) {
-	return file_orch_v1_raft_proto_rawDescGZIP(), []int{19}
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteServicesCommand) GetServices() []*DeleteServicesCommand_Ref {
@@ -1056,7 +1102,7 @@ type PutServicesCommand_Put struct {
 
 func (x *PutServicesCommand_Put) Reset() {
 	*x = PutServicesCommand_Put{}
-	mi := &file_orch_v1_raft_proto_msgTypes[20]
+	mi := &file_orch_v1_raft_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1114,7 @@ func (x *PutServicesCommand_Put) String() string {
 func (*PutServicesCommand_Put) ProtoMessage() {}
 
 func (x *PutServicesCommand_Put) ProtoReflect() protoreflect.Message {
-	mi := &file_orch_v1_raft_proto_msgTypes[20]
+	mi := &file_orch_v1_raft_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1127,7 @@ func (x *PutServicesCommand_Put) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServicesCommand_Put.ProtoReflect.Descriptor instead.
 func (*PutServicesCommand_Put) Descriptor() ([]byte, []int) {
-	return file_orch_v1_raft_proto_rawDescGZIP(), []int{18, 0}
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{19, 0}
 }
 
 func (x *PutServicesCommand_Put) GetService() *Service {
@@ -1108,7 +1154,7 @@ type DeleteServicesCommand_Ref struct {
 
 func (x *DeleteServicesCommand_Ref) Reset() {
 	*x = DeleteServicesCommand_Ref{}
-	mi := &file_orch_v1_raft_proto_msgTypes[21]
+	mi := &file_orch_v1_raft_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1120,7 +1166,7 @@ func (x *DeleteServicesCommand_Ref) String() string {
 func (*DeleteServicesCommand_Ref) ProtoMessage() {}
 
 func (x *DeleteServicesCommand_Ref) ProtoReflect() protoreflect.Message {
-	mi := &file_orch_v1_raft_proto_msgTypes[21]
+	mi := &file_orch_v1_raft_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1133,7 +1179,7 @@ func (x *DeleteServicesCommand_Ref) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteServicesCommand_Ref.ProtoReflect.Descriptor instead.
 func (*DeleteServicesCommand_Ref) Descriptor() ([]byte, []int) {
-	return file_orch_v1_raft_proto_rawDescGZIP(), []int{19, 0}
+	return file_orch_v1_raft_proto_rawDescGZIP(), []int{20, 0}
 }
 
 func (x *DeleteServicesCommand_Ref) GetCluster() string {
@@ -1181,7 +1227,9 @@ const file_orch_v1_raft_proto_rawDesc = "" +
 	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"W\n" +
 	"\x11TaskStatusCommand\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12)\n" +
-	"\x05tasks\x18\x02 \x03(\v2\x13.orch.v1.TaskStatusR\x05tasks\"a\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x13.orch.v1.TaskStatusR\x05tasks\"P\n" +
+	"\x16TaskStatusBatchCommand\x126\n" +
+	"\bcommands\x18\x01 \x03(\v2\x1a.orch.v1.TaskStatusCommandR\bcommands\"a\n" +
 	"\x10TaskUsageCommand\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x124\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x1e.orch.v1.TaskUsageReport.EntryR\x05tasks\"/\n" +
@@ -1230,7 +1278,7 @@ func file_orch_v1_raft_proto_rawDescGZIP() []byte {
 	return file_orch_v1_raft_proto_rawDescData
 }
 
-var file_orch_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_orch_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_orch_v1_raft_proto_goTypes = []any{
 	(*CreateClusterCommand)(nil),            // 0: orch.v1.CreateClusterCommand
 	(*DeleteClusterCommand)(nil),            // 1: orch.v1.DeleteClusterCommand
@@ -1241,56 +1289,58 @@ var file_orch_v1_raft_proto_goTypes = []any{
 	(*PlaceTasksCommand)(nil),               // 6: orch.v1.PlaceTasksCommand
 	(*StopTasksCommand)(nil),                // 7: orch.v1.StopTasksCommand
 	(*TaskStatusCommand)(nil),               // 8: orch.v1.TaskStatusCommand
-	(*TaskUsageCommand)(nil),                // 9: orch.v1.TaskUsageCommand
-	(*DeleteTasksCommand)(nil),              // 10: orch.v1.DeleteTasksCommand
-	(*RegisterServerCommand)(nil),           // 11: orch.v1.RegisterServerCommand
-	(*DeregisterServerCommand)(nil),         // 12: orch.v1.DeregisterServerCommand
-	(*TagResourceCommand)(nil),              // 13: orch.v1.TagResourceCommand
-	(*TasksLostCommand)(nil),                // 14: orch.v1.TasksLostCommand
-	(*BootstrapTokenCommand)(nil),           // 15: orch.v1.BootstrapTokenCommand
-	(*InitPKICommand)(nil),                  // 16: orch.v1.InitPKICommand
-	(*RotateJoinTokenCommand)(nil),          // 17: orch.v1.RotateJoinTokenCommand
-	(*PutServicesCommand)(nil),              // 18: orch.v1.PutServicesCommand
-	(*DeleteServicesCommand)(nil),           // 19: orch.v1.DeleteServicesCommand
-	(*PutServicesCommand_Put)(nil),          // 20: orch.v1.PutServicesCommand.Put
-	(*DeleteServicesCommand_Ref)(nil),       // 21: orch.v1.DeleteServicesCommand.Ref
-	(*Cluster)(nil),                         // 22: orch.v1.Cluster
-	(*timestamppb.Timestamp)(nil),           // 23: google.protobuf.Timestamp
-	(*TaskDefinition)(nil),                  // 24: orch.v1.TaskDefinition
-	(*Host)(nil),                            // 25: orch.v1.Host
-	(*Task)(nil),                            // 26: orch.v1.Task
-	(*TaskStatus)(nil),                      // 27: orch.v1.TaskStatus
-	(*TaskUsageReport_Entry)(nil),           // 28: orch.v1.TaskUsageReport.Entry
-	(*SchedulerServer)(nil),                 // 29: orch.v1.SchedulerServer
-	(*Tag)(nil),                             // 30: orch.v1.Tag
-	(*APIToken)(nil),                        // 31: orch.v1.APIToken
-	(*ClusterPKI)(nil),                      // 32: orch.v1.ClusterPKI
-	(*Service)(nil),                         // 33: orch.v1.Service
+	(*TaskStatusBatchCommand)(nil),          // 9: orch.v1.TaskStatusBatchCommand
+	(*TaskUsageCommand)(nil),                // 10: orch.v1.TaskUsageCommand
+	(*DeleteTasksCommand)(nil),              // 11: orch.v1.DeleteTasksCommand
+	(*RegisterServerCommand)(nil),           // 12: orch.v1.RegisterServerCommand
+	(*DeregisterServerCommand)(nil),         // 13: orch.v1.DeregisterServerCommand
+	(*TagResourceCommand)(nil),              // 14: orch.v1.TagResourceCommand
+	(*TasksLostCommand)(nil),                // 15: orch.v1.TasksLostCommand
+	(*BootstrapTokenCommand)(nil),           // 16: orch.v1.BootstrapTokenCommand
+	(*InitPKICommand)(nil),                  // 17: orch.v1.InitPKICommand
+	(*RotateJoinTokenCommand)(nil),          // 18: orch.v1.RotateJoinTokenCommand
+	(*PutServicesCommand)(nil),              // 19: orch.v1.PutServicesCommand
+	(*DeleteServicesCommand)(nil),           // 20: orch.v1.DeleteServicesCommand
+	(*PutServicesCommand_Put)(nil),          // 21: orch.v1.PutServicesCommand.Put
+	(*DeleteServicesCommand_Ref)(nil),       // 22: orch.v1.DeleteServicesCommand.Ref
+	(*Cluster)(nil),                         // 23: orch.v1.Cluster
+	(*timestamppb.Timestamp)(nil),           // 24: google.protobuf.Timestamp
+	(*TaskDefinition)(nil),                  // 25: orch.v1.TaskDefinition
+	(*Host)(nil),                            // 26: orch.v1.Host
+	(*Task)(nil),                            // 27: orch.v1.Task
+	(*TaskStatus)(nil),                      // 28: orch.v1.TaskStatus
+	(*TaskUsageReport_Entry)(nil),           // 29: orch.v1.TaskUsageReport.Entry
+	(*SchedulerServer)(nil),                 // 30: orch.v1.SchedulerServer
+	(*Tag)(nil),                             // 31: orch.v1.Tag
+	(*APIToken)(nil),                        // 32: orch.v1.APIToken
+	(*ClusterPKI)(nil),                      // 33: orch.v1.ClusterPKI
+	(*Service)(nil),                         // 34: orch.v1.Service
 }
 var file_orch_v1_raft_proto_depIdxs = []int32{
-	22, // 0: orch.v1.CreateClusterCommand.cluster:type_name -> orch.v1.Cluster
-	23, // 1: orch.v1.DeleteClusterCommand.at:type_name -> google.protobuf.Timestamp
-	24, // 2: orch.v1.RegisterTaskDefinitionCommand.task_definition:type_name -> orch.v1.TaskDefinition
-	23, // 3: orch.v1.DeregisterTaskDefinitionCommand.at:type_name -> google.protobuf.Timestamp
-	25, // 4: orch.v1.RegisterHostCommand.host:type_name -> orch.v1.Host
-	23, // 5: orch.v1.HostConnectionCommand.at:type_name -> google.protobuf.Timestamp
-	26, // 6: orch.v1.PlaceTasksCommand.tasks:type_name -> orch.v1.Task
-	23, // 7: orch.v1.StopTasksCommand.at:type_name -> google.protobuf.Timestamp
-	27, // 8: orch.v1.TaskStatusCommand.tasks:type_name -> orch.v1.TaskStatus
-	28, // 9: orch.v1.TaskUsageCommand.tasks:type_name -> orch.v1.TaskUsageReport.Entry
-	29, // 10: orch.v1.RegisterServerCommand.server:type_name -> orch.v1.SchedulerServer
-	30, // 11: orch.v1.TagResourceCommand.tags:type_name -> orch.v1.Tag
-	23, // 12: orch.v1.TasksLostCommand.at:type_name -> google.protobuf.Timestamp
-	31, // 13: orch.v1.BootstrapTokenCommand.token:type_name -> orch.v1.APIToken
-	32, // 14: orch.v1.InitPKICommand.pki:type_name -> orch.v1.ClusterPKI
-	20, // 15: orch.v1.PutServicesCommand.puts:type_name -> orch.v1.PutServicesCommand.Put
-	21, // 16: orch.v1.DeleteServicesCommand.services:type_name -> orch.v1.DeleteServicesCommand.Ref
-	33, // 17: orch.v1.PutServicesCommand.Put.service:type_name -> orch.v1.Service
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	23, // 0: orch.v1.CreateClusterCommand.cluster:type_name -> orch.v1.Cluster
+	24, // 1: orch.v1.DeleteClusterCommand.at:type_name -> google.protobuf.Timestamp
+	25, // 2: orch.v1.RegisterTaskDefinitionCommand.task_definition:type_name -> orch.v1.TaskDefinition
+	24, // 3: orch.v1.DeregisterTaskDefinitionCommand.at:type_name -> google.protobuf.Timestamp
+	26, // 4: orch.v1.RegisterHostCommand.host:type_name -> orch.v1.Host
+	24, // 5: orch.v1.HostConnectionCommand.at:type_name -> google.protobuf.Timestamp
+	27, // 6: orch.v1.PlaceTasksCommand.tasks:type_name -> orch.v1.Task
+	24, // 7: orch.v1.StopTasksCommand.at:type_name -> google.protobuf.Timestamp
+	28, // 8: orch.v1.TaskStatusCommand.tasks:type_name -> orch.v1.TaskStatus
+	8,  // 9: orch.v1.TaskStatusBatchCommand.commands:type_name -> orch.v1.TaskStatusCommand
+	29, // 10: orch.v1.TaskUsageCommand.tasks:type_name -> orch.v1.TaskUsageReport.Entry
+	30, // 11: orch.v1.RegisterServerCommand.server:type_name -> orch.v1.SchedulerServer
+	31, // 12: orch.v1.TagResourceCommand.tags:type_name -> orch.v1.Tag
+	24, // 13: orch.v1.TasksLostCommand.at:type_name -> google.protobuf.Timestamp
+	32, // 14: orch.v1.BootstrapTokenCommand.token:type_name -> orch.v1.APIToken
+	33, // 15: orch.v1.InitPKICommand.pki:type_name -> orch.v1.ClusterPKI
+	21, // 16: orch.v1.PutServicesCommand.puts:type_name -> orch.v1.PutServicesCommand.Put
+	22, // 17: orch.v1.DeleteServicesCommand.services:type_name -> orch.v1.DeleteServicesCommand.Ref
+	34, // 18: orch.v1.PutServicesCommand.Put.service:type_name -> orch.v1.Service
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_orch_v1_raft_proto_init() }
@@ -1308,7 +1358,7 @@ func file_orch_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orch_v1_raft_proto_rawDesc), len(file_orch_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
