@@ -1,6 +1,9 @@
-// Package bench measures how long orch takes to start a task next to the floor: the least any
-// orchestrator on the same host has to do for the same task. It is the engine of
-// cmd/orch-bench (and of `make bench`); TestSmoke runs it end to end so that it cannot rot.
+// Package bench measures orch on one machine: how long it takes to start a task next to the
+// floor, the least any orchestrator on the same host has to do for the same task (Run, with
+// the extra figures of extra.go), the control plane's Raft writes and leader failover (RunHA),
+// and scheduling throughput with many simulated nodes (RunSched). It is the engine of
+// cmd/orch-bench (and of `make bench`, which measures all three in one run); TestSmoke and
+// TestSchedSmoke run it end to end so that it cannot rot.
 //
 // One Run starts everything in private places, so that it works on a clean machine and in CI
 // (as root): a temp dir, orch's binaries (built with `go build ./cmd/...` unless given), a

@@ -149,22 +149,30 @@ func (e *env) binaries(ctx context.Context, dir string) (string, error) {
 		}
 		return dir, nil
 	}
+	dir = filepath.Join(e.dir, "bin")
+	return dir, Build(ctx, dir, e.logf)
+}
+
+// Build builds orch's commands into dir (go build -o dir/ ./cmd/... in the module root), for
+// runs given no directory of binaries.
+func Build(ctx context.Context, dir string, logf func(format string, args ...any)) error {
 	root, err := harness.ModuleRoot()
 	if err != nil {
-		return "", err
+		return err
 	}
 	goBin, err := harness.GoTool()
 	if err != nil {
-		return "", err
+		return err
 	}
-	dir = filepath.Join(e.dir, "bin")
-	e.logf("building orch binaries (go build ./cmd/...)")
+	if logf != nil {
+		logf("building orch binaries (go build ./cmd/...)")
+	}
 	cmd := exec.CommandContext(ctx, goBin, "build", "-o", dir+"/", "./cmd/...")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build -o %s/ ./cmd/... (in %s): %w\n%s", dir, root, err, out)
+		return fmt.Errorf("go build -o %s/ ./cmd/... (in %s): %w\n%s", dir, root, err, out)
 	}
-	return dir, nil
+	return nil
 }
 
 // startScheduler starts orch-scheduler --dev on free loopback ports, takes the cluster's API

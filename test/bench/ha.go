@@ -2,22 +2,18 @@ package bench
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
+	"math"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
-	"orch/pkg/pki"
 	orchv1 "orch/proto/orch/v1"
-	"orch/test/harness"
 )
 
 // HAConfig configures the control-plane figures: Raft write throughput and latency of small
@@ -47,12 +43,6 @@ type WriteLevel struct {
 	Latency   Stats
 }
 
-type haServer struct {
-	id, grpc, http, raft, dir string
-	args                      []string
-	p                         *process
-}
-
 // RunHA starts three schedulers, measures, and removes everything it made.
 func RunHA(ctx context.Context, cfg HAConfig) (*HAResult, error) {
 	if len(cfg.Clients) == 0 {
@@ -68,70 +58,12 @@ func RunHA(ctx context.Context, cfg HAConfig) (*HAResult, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	bin := filepath.Join(cfg.BinDir, "orch-scheduler")
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("orch-scheduler in %s: %w (run make build)", cfg.BinDir, err)
-	}
-	dir, err := os.MkdirTemp(cfg.WorkDirRoot, "orch-bench-ha-*")
+	sc, err := startSchedulers(ctx, cfg.BinDir, cfg.WorkDirRoot, logf)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	ca, caCert, caKey, err := writeCA(dir)
-	if err != nil {
-		return nil, err
-	}
-	servers := make([]*haServer, 3)
-	var join []string
-	for i := range servers {
-		s := &haServer{id: fmt.Sprint("s", i+1), dir: filepath.Join(dir, fmt.Sprint("s", i+1))}
-		for _, a := range []*string{&s.grpc, &s.http, &s.raft} {
-			p, err := harness.FreeLoopbackPort()
-			if err != nil {
-				return nil, err
-			}
-			*a = fmt.Sprintf("127.0.0.1:%d", p)
-		}
-		join = append(join, s.grpc)
-		servers[i] = s
-	}
-	for _, s := range servers {
-		s.args = []string{"--data-dir", s.dir, "--node-id", s.id, "--grpc-addr", s.grpc, "--http-addr", s.http,
-			"--raft-addr", s.raft, "--bootstrap-expect", "3", "--ca-cert", caCert, "--ca-key", caKey, "--log-level", "warn"}
-		for _, j := range join {
-			s.args = append(s.args, "--join", j)
-		}
-		if s.p, err = startProcess(filepath.Join(dir, s.id+".log"), bin, s.args...); err != nil {
-			return nil, err
-		}
-		logf("scheduler %s: API %s, profiles at http://%s/debug/pprof/", s.id, s.grpc, s.http)
-	}
-	defer func() {
-		for _, s := range servers {
-			if s.p != nil {
-				s.p.stop(5 * time.Second)
-			}
-		}
-	}()
-	// The API bootstrap, through whichever server answers once they have formed.
-	tlsConf := pki.ClientTLSWith(ca, nil, "")
-	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	creds, err := harness.Bootstrap(bctx, servers[0].dir, join...)
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("the three schedulers did not form a cluster: %w", err)
-	}
-	token := creds.Token
-	conns := map[string]*grpc.ClientConn{}
-	for _, s := range servers {
-		c, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
-			grpc.WithPerRPCCredentials(bearer(token)))
-		if err != nil {
-			return nil, err
-		}
-		defer c.Close()
-		conns[s.id] = c
-	}
+	defer sc.close()
+	servers, conns := sc.servers, sc.conns
 	arn := "arn:aws:ecs:local:000000000000:cluster/bench"
 	write := func(ctx context.Context, c *grpc.ClientConn, key, value string) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -211,7 +143,7 @@ func RunHA(ctx context.Context, cfg HAConfig) (*HAResult, error) {
 		victim.p.wait()
 		logf("failover %d: first acknowledged write %s after kill -9 of %s", i+1, ms(took), leader)
 		fo = append(fo, took)
-		if victim.p, err = startProcess(filepath.Join(dir, victim.id+".log"), bin, victim.args...); err != nil {
+		if err := sc.start(victim); err != nil {
 			return nil, err
 		}
 		// Let the restarted server catch up before the next kill.
@@ -226,41 +158,36 @@ func RunHA(ctx context.Context, cfg HAConfig) (*HAResult, error) {
 	return res, nil
 }
 
-// findLeader asks the servers who leads; a majority answer is needed.
-func findLeader(ctx context.Context, conns map[string]*grpc.ClientConn) (string, error) {
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		votes := map[string]int{}
-		for _, c := range conns {
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			r, err := orchv1.NewOperatorClient(c).RaftListPeers(cctx, &orchv1.RaftListPeersRequest{})
-			cancel()
-			if err != nil {
-				continue
-			}
-			for _, p := range r.GetServers() {
-				if p.GetLeader() {
-					votes[p.GetId()]++
-				}
-			}
-		}
-		for id, v := range votes {
-			if v >= 2 {
-				return id, nil
-			}
-		}
-	}
-	return "", errors.New("no leader agreed on by a majority")
-}
-
-// WriteTable prints the figures.
-func (r *HAResult) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "%-40s %12s %10s %10s\n", "raft writes (TagResource, 3 schedulers)", "writes/s", "p50", "p95")
+// writeTable prints the figures.
+func (r *HAResult) writeTable(b *strings.Builder) {
+	fmt.Fprintf(b, "%-40s %12s %10s %10s\n", "raft writes (TagResource, 3 schedulers)", "writes/s", "p50", "p95")
 	levels := append([]WriteLevel(nil), r.Writes...)
 	sort.Slice(levels, func(i, j int) bool { return levels[i].Clients < levels[j].Clients })
 	for _, l := range levels {
-		fmt.Fprintf(w, "%-40s %12.0f %10s %10s\n", fmt.Sprintf("  %d clients", l.Clients), l.PerSecond, ms(l.Latency.Median), ms(l.Latency.P95))
+		fmt.Fprintf(b, "%-40s %12.0f %10s %10s\n", fmt.Sprintf("  %d clients", l.Clients), l.PerSecond, ms(l.Latency.Median), ms(l.Latency.P95))
 	}
-	_, err := fmt.Fprintf(w, "leader kill -9 -> first acknowledged write: median %s, p95 %s, min %s, max %s (n=%d)\n",
+	fmt.Fprintf(b, "leader kill -9 -> first acknowledged write: median %s, p95 %s, min %s, max %s (n=%d)\n",
 		ms(r.Failover.Median), ms(r.Failover.P95), ms(r.Failover.Min), ms(r.Failover.Max), r.Failover.N)
-	return err
 }
+
+// MarshalJSON writes durations in milliseconds.
+func (r *HAResult) MarshalJSON() ([]byte, error) {
+	type level struct {
+		Clients   int       `json:"clients"`
+		PerSecond float64   `json:"writesPerSecond"`
+		Latency   jsonStats `json:"latency"`
+	}
+	j := struct {
+		Writes   []level   `json:"writes"`
+		Failover jsonStats `json:"failover"`
+	}{Failover: toJSONStats(failoverLabel, r.Failover)}
+	for _, l := range r.Writes {
+		lat := toJSONStats(fmt.Sprintf("TagResource through the leader, %d clients", l.Clients), l.Latency)
+		lat.SamplesMs = nil // tens of thousands
+		j.Writes = append(j.Writes, level{Clients: l.Clients, PerSecond: math.Round(l.PerSecond*10) / 10, Latency: lat})
+	}
+	return json.Marshal(j)
+}
+
+// failoverLabel says what the failover figure measures.
+const failoverLabel = "leader kill -9 -> first acknowledged write"

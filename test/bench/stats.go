@@ -70,6 +70,14 @@ type Result struct {
 	Ratio   Ratio        // Orch / Floor
 	Machine Machine      // where it ran
 	Extra   *ExtraResult // the figures enabled by Config.Burst, Bulk, Phases, Footprint
+	// HA and Sched are the control-plane and scheduling figures (RunHA, RunSched), if measured.
+	HA    *HAResult
+	Sched *SchedResult
+}
+
+// NewResult is a Result without the start figures (N 0), for runs of RunHA or RunSched alone.
+func NewResult() *Result {
+	return &Result{Start: time.Now().UTC().Truncate(time.Second), Machine: machine()}
 }
 
 // Machine describes the host the figures were measured on.
@@ -97,6 +105,12 @@ const (
 // WriteTable prints the result as a table: one row per side, then the ratio.
 func (r *Result) WriteTable(w io.Writer) error {
 	var b strings.Builder
+	if r.N == 0 {
+		fmt.Fprintf(&b, "orch-bench %s: %d CPUs, kernel %s\n", r.Start.Format(time.RFC3339), r.Machine.CPUs, r.Machine.Kernel)
+		r.writeControlPlane(&b)
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
 	fmt.Fprintf(&b, "orch-bench %s: n=%d per side, image %s, containerd %s, %d CPUs, kernel %s\n",
 		r.Start.Format(time.RFC3339), r.N, r.Image, r.Machine.Containerd, r.Machine.CPUs, r.Machine.Kernel)
 	const row = "%-32s %10s %10s %10s %10s %10s\n"
@@ -113,8 +127,20 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if r.Extra != nil {
 		r.Extra.writeTable(&b)
 	}
+	r.writeControlPlane(&b)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeControlPlane prints the figures of RunHA and RunSched, if measured.
+func (r *Result) writeControlPlane(b *strings.Builder) {
+	if r.HA != nil {
+		b.WriteString("\n")
+		r.HA.writeTable(b)
+	}
+	if r.Sched != nil {
+		r.Sched.writeTable(b)
+	}
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", msf(d)) }
@@ -130,7 +156,7 @@ type jsonStats struct {
 	MinMs     float64   `json:"minMs"`
 	MaxMs     float64   `json:"maxMs"`
 	MeanMs    float64   `json:"meanMs"`
-	SamplesMs []float64 `json:"samplesMs"`
+	SamplesMs []float64 `json:"samplesMs,omitempty"`
 }
 
 func toJSONStats(what string, s Stats) jsonStats {
@@ -142,29 +168,35 @@ func toJSONStats(what string, s Stats) jsonStats {
 	return j
 }
 
+type jsonRatio struct {
+	Median float64 `json:"median"`
+	P95    float64 `json:"p95"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+}
+
 type jsonResult struct {
-	Start   time.Time `json:"start"`
-	N       int       `json:"n"`
-	Image   string    `json:"image"`
-	Machine Machine   `json:"machine"`
-	Orch    jsonStats `json:"orch"`
-	Floor   jsonStats `json:"floor"`
-	Ratio   struct {
-		Median float64 `json:"median"`
-		P95    float64 `json:"p95"`
-		Min    float64 `json:"min"`
-		Max    float64 `json:"max"`
-	} `json:"ratioOrchToFloor"`
-	Extra *ExtraResult `json:"extra,omitempty"`
+	Start   time.Time    `json:"start"`
+	N       int          `json:"n"`
+	Image   string       `json:"image,omitempty"`
+	Machine Machine      `json:"machine"`
+	Orch    *jsonStats   `json:"orch,omitempty"`  // nil without the start figures (N 0)
+	Floor   *jsonStats   `json:"floor,omitempty"` // nil without the start figures
+	Ratio   *jsonRatio   `json:"ratioOrchToFloor,omitempty"`
+	Extra   *ExtraResult `json:"extra,omitempty"`
+	HA      *HAResult    `json:"ha,omitempty"`
+	Sched   *SchedResult `json:"sched,omitempty"`
 }
 
 // MarshalJSON writes durations in milliseconds with microsecond precision.
 func (r *Result) MarshalJSON() ([]byte, error) {
-	j := jsonResult{Start: r.Start, N: r.N, Image: r.Image, Machine: r.Machine,
-		Orch: toJSONStats(orchLabel, r.Orch), Floor: toJSONStats(floorLabel, r.Floor), Extra: r.Extra}
-	round := func(f float64) float64 { return math.Round(f*1000) / 1000 }
-	j.Ratio.Median, j.Ratio.P95 = round(r.Ratio.Median), round(r.Ratio.P95)
-	j.Ratio.Min, j.Ratio.Max = round(r.Ratio.Min), round(r.Ratio.Max)
+	j := jsonResult{Start: r.Start, N: r.N, Image: r.Image, Machine: r.Machine, Extra: r.Extra, HA: r.HA, Sched: r.Sched}
+	if r.N > 0 {
+		o, f := toJSONStats(orchLabel, r.Orch), toJSONStats(floorLabel, r.Floor)
+		round := func(f float64) float64 { return math.Round(f*1000) / 1000 }
+		j.Orch, j.Floor = &o, &f
+		j.Ratio = &jsonRatio{Median: round(r.Ratio.Median), P95: round(r.Ratio.P95), Min: round(r.Ratio.Min), Max: round(r.Ratio.Max)}
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // "->" in the labels
