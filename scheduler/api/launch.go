@@ -7,10 +7,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"orch/pkg/taskdef"
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/fsm"
-	"orch/scheduler/placement"
 	"orch/scheduler/state"
 )
 
@@ -41,20 +39,14 @@ func (s *Server) LaunchTasks(ctx context.Context, cluster, taskDefinitionArn str
 	if err != nil {
 		return nil, err
 	}
-	cpu, mem := taskdef.TaskResources(td)
-	tcp, udp := reservedPorts(td)
-	want := placement.Request{CPU: cpu, Memory: mem, TCP: tcp, UDP: udp}
 	n := (count + maxJobTasks - 1) / maxJobTasks
 	results := make([]planResult, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		k := min(maxJobTasks, count-i*maxJobTasks)
-		job := &planJob{
-			req: &orchv1.RunTaskRequest{
-				Cluster: c.GetClusterName(), TaskDefinition: td.GetTaskDefinitionArn(), Count: int32(k), Group: group, StartedBy: startedBy,
-			},
-			cluster: c, td: td, count: k, want: want, done: make(chan planResult, 1),
-		}
+		job := newPlanJob(&orchv1.RunTaskRequest{
+			Cluster: c.GetClusterName(), TaskDefinition: td.GetTaskDefinitionArn(), Count: int32(k), Group: group, StartedBy: startedBy,
+		}, c, td, td, k)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

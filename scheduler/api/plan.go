@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"orch/pkg/taskdef"
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/fsm"
 	"orch/scheduler/placement"
@@ -32,6 +33,17 @@ type planJob struct {
 	want    placement.Request
 	count   int
 	done    chan planResult
+}
+
+// newPlanJob is the job placing count tasks of td in cluster for req; eff is td with the
+// request's overrides applied, which decides what the tasks reserve.
+func newPlanJob(req *orchv1.RunTaskRequest, cluster *orchv1.Cluster, td, eff *orchv1.TaskDefinition, count int) *planJob {
+	cpu, mem := taskdef.TaskResources(eff)
+	tcp, udp := reservedPorts(eff)
+	return &planJob{
+		req: req, cluster: cluster, td: td, count: count, done: make(chan planResult, 1),
+		want: placement.Request{CPU: cpu, Memory: mem, TCP: tcp, UDP: udp},
+	}
 }
 
 type planResult struct {

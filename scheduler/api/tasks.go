@@ -64,14 +64,7 @@ func (s *Server) RunTask(ctx context.Context, req *orchv1.RunTaskRequest) (*orch
 	if err := checkOverrides(td, req.GetOverrides()); err != nil {
 		return nil, err
 	}
-	eff := taskdef.ApplyOverrides(td, req.GetOverrides())
-	cpu, mem := taskdef.TaskResources(eff)
-	tcp, udp := reservedPorts(eff)
-	job := &planJob{
-		req: req, cluster: cluster, td: td, count: count, done: make(chan planResult, 1),
-		want: placement.Request{CPU: cpu, Memory: mem, TCP: tcp, UDP: udp},
-	}
-	return s.submit(ctx, job)
+	return s.submit(ctx, newPlanJob(req, cluster, td, taskdef.ApplyOverrides(td, req.GetOverrides()), count))
 }
 
 func checkOverrides(td *orchv1.TaskDefinition, ov *orchv1.TaskOverride) error {
