@@ -68,6 +68,18 @@ func WithToken(token string) Opt {
 	return withHeader("authorization", "Bearer "+token)
 }
 
+// Bearer is an API token as gRPC per-call credentials ("authorization: Bearer <token>"), for
+// callers that dial with grpc directly; over TLS only.
+type Bearer string
+
+// GetRequestMetadata implements credentials.PerRPCCredentials.
+func (b Bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+// RequireTransportSecurity implements credentials.PerRPCCredentials.
+func (Bearer) RequireTransportSecurity() bool { return true }
+
 // WithConsistentReads makes every call of the client carry ConsistentHeader.
 func WithConsistentReads() Opt { return withHeader(ConsistentHeader, "true") }
 

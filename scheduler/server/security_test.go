@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"orch/pkg/client"
 	"orch/pkg/pki"
 	orchv1 "orch/proto/orch/v1"
 )
@@ -199,7 +200,7 @@ func grpcConnOf(t *testing.T, tc *testCluster, withToken bool) *grpc.ClientConn 
 	ca, _ := pki.ParseCertificatePEM(tc.servers[0].CACertificate())
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLSWith(ca, nil, "")))}
 	if withToken {
-		opts = append(opts, grpc.WithPerRPCCredentials(bearer(tc.token)))
+		opts = append(opts, grpc.WithPerRPCCredentials(client.Bearer(tc.token)))
 	}
 	c, err := grpc.NewClient(tc.servers[0].GRPCAddr(), opts...)
 	if err != nil {

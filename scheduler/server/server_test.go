@@ -118,7 +118,7 @@ func (tc *testCluster) client(i int) (orchv1.OrchClient, orchv1.OperatorClient) 
 			return err
 		})
 	}
-	return tc.dial(i, grpc.WithPerRPCCredentials(bearer(tc.token)))
+	return tc.dial(i, grpc.WithPerRPCCredentials(client.Bearer(tc.token)))
 }
 
 // anonymous connects to server i over TLS without a token.
@@ -141,14 +141,6 @@ func (tc *testCluster) dial(i int, opts ...grpc.DialOption) (orchv1.OrchClient, 
 	tc.t.Cleanup(func() { conn.Close() })
 	return orchv1.NewOrchClient(conn), orchv1.NewOperatorClient(conn)
 }
-
-// bearer is an API token as per-RPC credentials.
-type bearer string
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-func (bearer) RequireTransportSecurity() bool { return true }
 
 // retry calls fn until it succeeds: right after an election a write may find no leader yet.
 func retry(t *testing.T, fn func() error) {

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"crypto/x509"
 	"fmt"
 	"time"
@@ -19,12 +18,3 @@ func writeCA(dir string) (ca *x509.Certificate, certFile, keyFile string, err er
 	certFile, keyFile, err = c.WriteFiles(dir)
 	return c.Cert, certFile, keyFile, err
 }
-
-// bearer is an API token as gRPC per-call credentials ("authorization: Bearer <token>").
-type bearer string
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-
-func (b bearer) RequireTransportSecurity() bool { return true }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"orch/pkg/client"
 	"orch/pkg/pki"
 	orchv1 "orch/proto/orch/v1"
 	"orch/test/harness"
@@ -136,7 +137,7 @@ func tryStartSchedulers(ctx context.Context, binDir, workDirRoot string, logf fu
 	tlsConf := pki.ClientTLSWith(ca, nil, "")
 	for _, srv := range s.servers {
 		c, err := grpc.NewClient(srv.grpc, grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
-			grpc.WithPerRPCCredentials(bearer(s.creds.Token)))
+			grpc.WithPerRPCCredentials(client.Bearer(s.creds.Token)))
 		if err != nil {
 			return nil, err
 		}
