@@ -64,7 +64,7 @@ func (s *Server) clusterView(r *state.ReadTxn, c *orchv1.Cluster) *orchv1.Cluste
 	if n, err := liveServices(r, c.GetClusterName()); err == nil {
 		out.ActiveServicesCount = int32(n)
 	}
-	tasks, _ := r.TasksByCluster(nil, c.GetClusterName())
+	tasks, _ := r.TasksByCluster(c.GetClusterName())
 	for _, t := range tasks {
 		switch t.GetLastStatus() {
 		case lifecycle.Running:

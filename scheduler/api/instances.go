@@ -26,7 +26,7 @@ type hostUsage struct {
 // usageByHost sums the reservations of every task that is not STOPPED, per host.
 func usageByHost(r *state.ReadTxn, host string) (*hostUsage, error) {
 	u := &hostUsage{ports: map[string]bool{}, running: map[string]int{}, pending: map[string]int{}, addresses: map[string]int{}}
-	tasks, err := r.TasksByHost(nil, host)
+	tasks, err := r.TasksByHost(host)
 	if err != nil {
 		return nil, err
 	}

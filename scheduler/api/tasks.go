@@ -89,7 +89,7 @@ func checkOverrides(td *orchv1.TaskDefinition, ov *orchv1.TaskOverride) error {
 }
 
 func liveIPs(r *state.ReadTxn, instance string) (map[netip.Addr]bool, error) {
-	tasks, err := r.TasksByInstance(nil, instance)
+	tasks, err := r.TasksByInstance(instance)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +297,7 @@ func (s *Server) ListTasks(ctx context.Context, req *orchv1.ListTasksRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := r.TasksByCluster(nil, cluster.GetClusterName())
+	tasks, err := r.TasksByCluster(cluster.GetClusterName())
 	if err != nil {
 		return nil, toStatus(err)
 	}

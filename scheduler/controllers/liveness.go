@@ -177,7 +177,7 @@ func (c *Liveness) checkHost(ctx context.Context, r *state.ReadTxn, h *orchv1.Ho
 	if connected || silent <= c.cfg.Grace+c.cfg.LostAfter {
 		return nil
 	}
-	tasks, err := r.TasksByHost(nil, id)
+	tasks, err := r.TasksByHost(id)
 	if err != nil {
 		return err
 	}

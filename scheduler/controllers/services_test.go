@@ -117,7 +117,7 @@ func (e *serviceEnv) fleet(t *testing.T, fail func(*orchv1.Task) bool) {
 		defer close(done)
 		rng := rand.New(rand.NewPCG(1, 2))
 		for ctx.Err() == nil {
-			tasks, _ := e.st.Read().TasksByCluster(nil, "homelab")
+			tasks, _ := e.st.Read().TasksByCluster("homelab")
 			var movable []*orchv1.Task
 			for _, tk := range tasks {
 				if tk.GetLastStatus() != lifecycle.Stopped && (tk.GetDesiredStatus() == lifecycle.DesiredStopped || tk.GetLastStatus() != lifecycle.Running) {

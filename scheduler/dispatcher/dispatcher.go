@@ -305,7 +305,7 @@ func (d *Dispatcher) assignLoop(ctx context.Context, host string, known []string
 	for {
 		changed := d.store.HostWatch(host) // before the read: no change falls in between
 		r := d.store.Read()
-		tasks, err := r.TasksByHost(nil, host)
+		tasks, err := r.TasksByHost(host)
 		if err != nil {
 			return err
 		}

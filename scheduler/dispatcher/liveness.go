@@ -46,7 +46,7 @@ func (d *Dispatcher) LastSeen(host string) (time.Time, bool) {
 // agent will never report the task STOPPED, and this stands in for that report: a STOPPED
 // status from the host, which the FSM takes as the confirmation that clears Task.eni_held.
 func (d *Dispatcher) releaseForgotten(ctx context.Context, host string, known []string) error {
-	tasks, err := d.store.Read().TasksByHost(nil, host)
+	tasks, err := d.store.Read().TasksByHost(host)
 	if err != nil {
 		return err
 	}

@@ -109,7 +109,7 @@ func applyDeleteCluster(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 				c.GetClusterName(), svc.GetServiceName(), svc.GetStatus(), state.ErrConflict)
 		}
 	}
-	tasks, err := w.TasksByCluster(nil, c.GetClusterName())
+	tasks, err := w.TasksByCluster(c.GetClusterName())
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -18,12 +19,12 @@ import (
 )
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	f     *FSM
 	index uint64
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	s, err := state.New()
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +137,7 @@ func task(id, ip string) *orchv1.Task {
 func TestTaskLifecycle(t *testing.T) {
 	h := newHarness(t)
 	h.must(CmdCreateCluster, &orchv1.CreateClusterCommand{Cluster: &orchv1.Cluster{ClusterName: "a"}})
+	h.must(CmdRegisterHost, &orchv1.RegisterHostCommand{Host: &orchv1.Host{Id: "h1", Clusters: []string{"a"}, Cpu: 1024, Memory: 1024}})
 	h.must(CmdPlaceTasks, &orchv1.PlaceTasksCommand{Tasks: []*orchv1.Task{task("t1", "10.64.0.2")}})
 	if _, err := h.apply(CmdPlaceTasks, &orchv1.PlaceTasksCommand{Tasks: []*orchv1.Task{task("t2", "10.64.0.2")}}); !errors.Is(err, state.ErrConflict) {
 		t.Fatalf("the same IP twice: err = %v, want conflict", err)
@@ -179,7 +181,8 @@ func TestTaskLifecycle(t *testing.T) {
 		t.Fatal("the stopped task was not deleted")
 	}
 	// A cluster with a live task cannot be deleted.
-	if _, err := h.apply(CmdDeleteCluster, &orchv1.DeleteClusterCommand{ClusterName: "a"}); !errors.Is(err, state.ErrConflict) {
+	if _, err := h.apply(CmdDeleteCluster, &orchv1.DeleteClusterCommand{ClusterName: "a"}); !errors.Is(err, state.ErrConflict) ||
+		!strings.Contains(err.Error(), "tasks are active") {
 		t.Fatalf("delete with live tasks: err = %v", err)
 	}
 }

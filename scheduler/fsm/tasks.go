@@ -20,7 +20,7 @@ func applyPlaceTasks(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 	for _, t := range cmd.GetTasks() {
 		inst := t.GetContainerInstanceId()
 		if inUse[inst] == nil {
-			live, err := w.TasksByInstance(nil, inst)
+			live, err := w.TasksByInstance(inst)
 			if err != nil {
 				return nil, err
 			}

@@ -104,21 +104,44 @@ func (r *ReadTxn) Tasks(ws WatchSet) ([]*orchv1.Task, error) {
 	return list[*orchv1.Task](r, ws, TableTasks, "id")
 }
 
-// TasksByCluster returns the cluster's tasks, oldest first.
-func (r *ReadTxn) TasksByCluster(ws WatchSet, cluster string) ([]*orchv1.Task, error) {
-	tasks, err := list[*orchv1.Task](r, ws, TableTasks, "cluster", cluster)
+// TasksByCluster returns the cluster's tasks, oldest first. Tasks are found through the
+// cluster's container instances, which are deleted only with the cluster (DeleteCluster, once
+// every task has stopped).
+func (r *ReadTxn) TasksByCluster(cluster string) ([]*orchv1.Task, error) {
+	instances, err := r.InstancesByCluster(nil, cluster)
+	if err != nil {
+		return nil, err
+	}
+	tasks, err := r.tasksOf(instances)
 	sortByCreation(tasks)
 	return tasks, err
 }
 
-// TasksByHost returns the tasks placed on a host, in every cluster.
-func (r *ReadTxn) TasksByHost(ws WatchSet, host string) ([]*orchv1.Task, error) {
-	return list[*orchv1.Task](r, ws, TableTasks, "host", host)
+// TasksByHost returns the tasks placed on a host, in every cluster (through the host's
+// container instances, one per cluster).
+func (r *ReadTxn) TasksByHost(host string) ([]*orchv1.Task, error) {
+	instances, err := r.InstancesByHost(nil, host)
+	if err != nil {
+		return nil, err
+	}
+	return r.tasksOf(instances)
+}
+
+func (r *ReadTxn) tasksOf(instances []*orchv1.ContainerInstance) ([]*orchv1.Task, error) {
+	var out []*orchv1.Task
+	for _, ci := range instances {
+		tasks, err := r.TasksByInstance(ci.GetId())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tasks...)
+	}
+	return out, nil
 }
 
 // TasksByInstance returns the tasks placed on a container instance.
-func (r *ReadTxn) TasksByInstance(ws WatchSet, instance string) ([]*orchv1.Task, error) {
-	return list[*orchv1.Task](r, ws, TableTasks, "instance", instance)
+func (r *ReadTxn) TasksByInstance(instance string) ([]*orchv1.Task, error) {
+	return list[*orchv1.Task](r, nil, TableTasks, "instance", instance)
 }
 
 func sortByCreation(tasks []*orchv1.Task) {

@@ -93,9 +93,10 @@ func schema() *memdb.DBSchema {
 			"family": index("family", false, func(t *orchv1.TaskDefinition) string { return t.GetFamily() }),
 		}},
 		TableTasks: {Name: TableTasks, Indexes: map[string]*memdb.IndexSchema{
+			// Only the indexes that must be: a placement and every status change rewrite each
+			// (the bulk of the FSM's work per task). Tasks by cluster or by host go through the
+			// container instances (objects.go).
 			"id":       index("id", true, func(t *orchv1.Task) string { return t.GetId() }),
-			"cluster":  index("cluster", false, func(t *orchv1.Task) string { return t.GetCluster() }),
-			"host":     index("host", false, func(t *orchv1.Task) string { return t.GetHostId() }),
 			"instance": index("instance", false, func(t *orchv1.Task) string { return t.GetContainerInstanceId() }),
 			"group":    index("group", false, func(t *orchv1.Task) string { return groupKey(t.GetCluster(), t.GetGroup()) }),
 		}},
