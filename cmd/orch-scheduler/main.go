@@ -18,6 +18,7 @@ import (
 	"orch/agent"
 	"orch/agent/logs"
 	"orch/internal/cmdutil"
+	"orch/internal/gctune"
 	"orch/pkg/arn"
 	"orch/pkg/cli"
 	"orch/pkg/pki"
@@ -70,6 +71,8 @@ func run() error {
 	flag.Var(&join, "join", "other schedulers' API addresses (repeatable or comma-separated): the peers of a --bootstrap-expect group, or a running cluster to join")
 	flag.Var(&insecure, "insecure-registry", "--dev: registry host:port to pull from over plain HTTP (repeatable; loopback registries always are)")
 	flag.Parse()
+	// A large state gets more room between collections (GOGC set in the environment wins).
+	defer gctune.Start(gctune.Config{})()
 	log, err := cmdutil.NewLogger(*logLevel)
 	if err != nil {
 		return err
