@@ -23,8 +23,14 @@ import (
 	"orch/scheduler/fsm"
 )
 
-// ErrNotLeader is returned by Apply on a server that is not the leader.
+// ErrNotLeader is returned by Apply on a server that is not the leader: the command was not
+// written, and another leader may take it.
 var ErrNotLeader = errors.New("not the leader")
+
+// ErrLeadershipLost is returned by Apply when this server lost the leadership after it wrote
+// the command but before the command was committed: a new leader may or may not commit it, so
+// it must not be sent again blindly.
+var ErrLeadershipLost = errors.New("leadership lost while the write was being committed: it may or may not have been applied")
 
 // Config configures one Raft voter.
 type Config struct {
@@ -186,8 +192,11 @@ func (n *Node) Apply(ctx context.Context, t fsm.CommandType, m proto.Message) (a
 	}
 	f := n.raft.Apply(b, timeout)
 	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader):
 			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		case errors.Is(err, raft.ErrLeadershipLost):
+			return nil, ErrLeadershipLost
 		}
 		return nil, fmt.Errorf("raft apply: %w", err)
 	}

@@ -39,3 +39,26 @@ func TestToStatus(t *testing.T) {
 		t.Error("nil must stay nil")
 	}
 }
+
+// Only a request that was certainly not applied is marked safe to send again.
+func TestIsNotLeader(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{ToStatus(fmt.Errorf("%w: stepped down", raftnode.ErrNotLeader)), true},
+		{ToStatus(raft.ErrNotLeader), true},
+		{NotLeader("no leader elected yet"), true},
+		{ToStatus(raftnode.ErrLeadershipLost), false},
+		{ToStatus(raft.ErrLeadershipLost), false},
+		{status.Error(codes.Unavailable, "connection refused"), false},
+		{status.Error(codes.Internal, "boom"), false},
+		{errors.New("not a status"), false},
+		{nil, false},
+	}
+	for _, tt := range tests {
+		if got := IsNotLeader(tt.err); got != tt.want {
+			t.Errorf("IsNotLeader(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}

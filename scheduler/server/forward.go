@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -17,13 +19,27 @@ import (
 	"orch/pkg/client"
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/dispatcher"
+	"orch/scheduler/rpcerr"
 )
 
 // Any scheduler answers any request: reads are served from the local state; writes (and reads
 // that ask to be consistent) are forwarded to the leader, whose Raft log orders them. A
 // forwarded call carries forwardedKey so that it is never forwarded twice: a server that
-// receives a forwarded write but no longer leads says so, and the client retries.
+// receives a forwarded write but no longer leads says so (rpcerr.NotLeader).
+//
+// During an election (about a second; longer on a starved machine) a write is held, as
+// Consul's RPC hold: the server that received it waits for a leader and hands the call to it,
+// for up to holdTimeout or the call's deadline, instead of failing. Only calls that certainly
+// changed nothing are sent again: refused with rpcerr.NotLeader, or not sent at all because
+// there was no leader or no connection to it. A call whose outcome is unknown (the leader
+// lost its leadership while committing it, or the connection broke mid-call) fails as it did.
 const forwardedKey = "orch-forwarded"
+
+// holdTimeout bounds how long a call waits for a leader; holdPoll is how often it looks.
+const (
+	holdTimeout = 7 * time.Second
+	holdPoll    = 50 * time.Millisecond
+)
 
 // leaderMethods must run on the leader.
 var leaderMethods = map[string]bool{
@@ -61,6 +77,24 @@ func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServ
 	if !need {
 		return handler(ctx, req)
 	}
+	forwarded := len(md.Get(forwardedKey)) > 0
+	hold := time.Now().Add(holdTimeout)
+	for {
+		resp, err := s.leaderCall(ctx, req, info, handler, header, forwarded)
+		if forwarded || !rpcerr.IsNotLeader(err) || time.Now().After(hold) {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(holdPoll):
+		}
+	}
+}
+
+// leaderCall serves the call as the leader, or hands it to the leader; a forwarded call is
+// only served. rpcerr.NotLeader means nothing was done.
+func (s *Server) leaderCall(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler, header, forwarded bool) (any, error) {
 	if s.raft.IsLeader() {
 		if header {
 			if err := s.consistentRead(ctx); err != nil {
@@ -69,12 +103,16 @@ func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServ
 		}
 		return handler(ctx, req)
 	}
-	if len(md.Get(forwardedKey)) > 0 {
-		return nil, status.Errorf(codes.Unavailable, "scheduler %s is not the leader (forwarded call); retry", s.cfg.NodeID)
+	if forwarded {
+		return nil, rpcerr.NotLeader(fmt.Sprintf("scheduler %s is not the leader (forwarded call)", s.cfg.NodeID))
 	}
 	conn, err := s.leaderConn()
 	if err != nil {
 		return nil, err
+	}
+	if !ready(ctx, conn) {
+		// The leader we know is not reachable (it may be gone): nothing was sent.
+		return nil, rpcerr.NotLeader(fmt.Sprintf("the leader is not reachable (%s)", conn.GetState()))
 	}
 	resp, err := newResponse(info.FullMethod)
 	if err != nil {
@@ -84,6 +122,28 @@ func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServ
 		return nil, err
 	}
 	return resp, nil
+}
+
+// ready connects conn if it is idle and reports whether it is connected, waiting up to a
+// second for a connection attempt in progress: a call is only sent over a connection that is
+// up, so that a failure to reach a leader that is gone is known to have sent nothing.
+func ready(ctx context.Context, conn *grpc.ClientConn) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for {
+		st := conn.GetState()
+		switch st {
+		case connectivity.Ready:
+			return true
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return false
+		case connectivity.Idle:
+			conn.Connect()
+		}
+		if !conn.WaitForStateChange(ctx, st) {
+			return false
+		}
+	}
 }
 
 // forwardCtx is the outgoing context of a call forwarded to the leader: marked as forwarded,
@@ -131,11 +191,11 @@ func newResponse(fullMethod string) (proto.Message, error) {
 func (s *Server) leaderAddr() (string, error) {
 	_, id := s.raft.Raft().LeaderWithID()
 	if id == "" {
-		return "", status.Error(codes.Unavailable, "no leader elected yet; retry")
+		return "", rpcerr.NotLeader("no leader elected yet; retry")
 	}
 	srv, err := s.store.Read().Server(nil, string(id))
 	if err != nil || srv == nil || srv.GetGrpcAddress() == "" {
-		return "", status.Errorf(codes.Unavailable, "leader %s has not published its API address yet; retry", id)
+		return "", rpcerr.NotLeader(fmt.Sprintf("leader %s has not published its API address yet; retry", id))
 	}
 	return srv.GetGrpcAddress(), nil
 }

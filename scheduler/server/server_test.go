@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -331,5 +332,46 @@ func TestAPITokens(t *testing.T) {
 	}
 	if status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("a stream without a token: %v, want Unauthenticated", err)
+	}
+}
+
+// A write that arrives while the cluster has no leader is held and served by the next leader,
+// instead of failing; without a quorum it fails once the hold ends, having changed nothing.
+func TestWriteHeldDuringElection(t *testing.T) {
+	tc := newCluster(t, 3)
+	l := tc.leader()
+	f := (l + 1) % 3
+	api, _ := tc.client(f)
+	ctx := context.Background()
+	retry(t, func() error {
+		_, err := api.CreateCluster(ctx, &orchv1.CreateClusterRequest{ClusterName: "before"})
+		return err
+	})
+
+	tc.servers[l].Close()
+	tc.servers[l] = nil
+	start := time.Now()
+	if _, err := api.CreateCluster(ctx, &orchv1.CreateClusterRequest{ClusterName: "during-election"}); err != nil {
+		t.Fatalf("write sent while the leader was gone: %v (after %s)", err, time.Since(start))
+	}
+	t.Logf("write held for %s, then served by the new leader", time.Since(start).Round(time.Millisecond))
+	list, err := api.ListClusters(metadata.AppendToOutgoingContext(ctx, client.ConsistentHeader, "true"), &orchv1.ListClustersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(list.GetClusterArns(), func(a string) bool { return strings.HasSuffix(a, "/during-election") }) {
+		t.Fatalf("held write not in the state: %v", list.GetClusterArns())
+	}
+
+	// One server of three left: no leader can be elected. The call waits for the hold (or its
+	// own deadline, the shorter) and fails as Unavailable or DeadlineExceeded.
+	other := 3 - l - f
+	tc.servers[other].Close()
+	tc.servers[other] = nil
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err = api.CreateCluster(dctx, &orchv1.CreateClusterRequest{ClusterName: "no-quorum"})
+	if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
+		t.Fatalf("write without a quorum: %v, want Unavailable or DeadlineExceeded", err)
 	}
 }

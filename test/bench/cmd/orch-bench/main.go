@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,6 +66,7 @@ func run() error {
 		sWorkers  = flag.Int("sched-workers", bench.DefaultSchedWorkers, "scheduling: concurrent run-task callers (batches of 10)")
 		sModes    = flag.String("sched-modes", string(bench.ModeRunTask)+","+string(bench.ModeService), "scheduling: submission modes, comma-separated")
 		sTimeout  = flag.Duration("sched-timeout", bench.DefaultSchedTimeout, "scheduling: per scenario, first submission to all RUNNING")
+		cpuProf   = flag.String("cpuprofile", "", "write a CPU profile of this process (the floor's client, the simulated nodes, the API clients) to this file")
 	)
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -88,6 +90,17 @@ func run() error {
 	}
 	if *n < 1 {
 		return fmt.Errorf("-n %d: want at least 1", *n)
+	}
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	doStart := !*ha && !*schedOnly
 	doHA := *ha || (doStart && *raft)
