@@ -129,7 +129,7 @@ func (s *Server) registerSelf(ctx context.Context) {
 		if s.raft.IsLeader() {
 			_, err = s.raft.Apply(ctx, fsm.CmdRegisterServer, &orchv1.RegisterServerCommand{Server: self})
 		} else if conn, cerr := s.leaderConn(); cerr == nil {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err = orchv1.NewOperatorClient(conn).Join(cctx, &orchv1.JoinRequest{Server: self})
 			cancel()
 		} else {
@@ -141,6 +141,7 @@ func (s *Server) registerSelf(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.gained:
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

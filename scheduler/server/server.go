@@ -24,10 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"orch/pkg/arn"
@@ -39,6 +37,7 @@ import (
 	"orch/scheduler/dispatcher"
 	"orch/scheduler/fsm"
 	"orch/scheduler/raftnode"
+	"orch/scheduler/rpcerr"
 	"orch/scheduler/state"
 )
 
@@ -102,6 +101,9 @@ type Server struct {
 	// leaderReady is true while this server leads and has applied everything committed
 	// before its term.
 	leaderReady atomic.Bool
+	// gained wakes registerSelf when this server becomes the leader: a follower that had not
+	// published its API address yet must do it at once, or no call can be forwarded to it.
+	gained chan struct{}
 	stopLoop    context.CancelFunc
 	wg          sync.WaitGroup
 	id          *identity
@@ -152,7 +154,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		cfg.NodeID = id
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, conns: map[string]*grpc.ClientConn{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, conns: map[string]*grpc.ClientConn{}, gained: make(chan struct{}, 1)}
 	store, err := state.New()
 	if err != nil {
 		return nil, err
@@ -289,6 +291,10 @@ func (s *Server) leaderLoop(ctx context.Context) {
 				continue
 			}
 			s.log.Info("gained leadership", "node_id", s.cfg.NodeID)
+			select {
+			case s.gained <- struct{}{}:
+			default:
+			}
 			lctx, cancel := context.WithCancel(ctx)
 			var wg sync.WaitGroup
 			stop = func() { cancel(); wg.Wait() }
@@ -316,7 +322,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 // quorum that no newer leader exists, all without writing to the log.
 func (s *Server) consistentRead(ctx context.Context) error {
 	if !s.leaderReady.Load() {
-		return status.Error(codes.Unavailable, "leader not ready for consistent reads yet; retry")
+		return rpcerr.NotLeader("leader not ready for consistent reads yet; retry") // a read: nothing to undo
 	}
 	return s.raft.VerifyLeader()
 }
