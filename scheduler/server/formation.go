@@ -46,6 +46,11 @@ func (s *Server) form(ctx context.Context) {
 func (s *Server) bootstrapExpect(ctx context.Context) error {
 	self := (&operator{s: s}).self()
 	for {
+		if s.raft.Raft().LastIndex() > 0 {
+			// The others bootstrapped the cluster and its leader already replicates to this
+			// server: it is formed, even if one of them has gone since.
+			return nil
+		}
 		known := map[string]*orchv1.SchedulerServer{self.GetId(): self}
 		for _, addr := range s.cfg.Join {
 			if info, err := s.serverInfo(ctx, addr); err == nil {
