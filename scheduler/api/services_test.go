@@ -346,7 +346,7 @@ func TestLaunchAndStopTasks(t *testing.T) {
 	if d.Index()-index > 3 {
 		t.Fatalf("25 tasks took %d Raft entries; want at most one per job of 10", d.Index()-index)
 	}
-	tasks, _ := s.store.Read().TasksByGroup(nil, "homelab", "service:web")
+	tasks, _ := s.store.Read().TasksByService(nil, "homelab", "web")
 	ips := map[string]bool{}
 	var ids []string
 	for _, tk := range tasks {

@@ -21,6 +21,7 @@ import (
 
 	"orch/pkg/lifecycle"
 	orchv1 "orch/proto/orch/v1"
+	"orch/scheduler/state"
 )
 
 // Service, deployment and rollout states (ECS's).
@@ -48,12 +49,12 @@ const (
 )
 
 // ServiceGroup is the task group of a service's tasks.
-func ServiceGroup(name string) string { return "service:" + name }
+func ServiceGroup(name string) string { return state.ServiceGroupPrefix + name }
 
 // ServiceInput is what the scheduler decides from.
 type ServiceInput struct {
 	Service *orchv1.Service // as stored; not changed
-	// Tasks are every task of the service's group (TasksByGroup), STOPPED ones included.
+	// Tasks are every task of the service's group (TasksByService), STOPPED ones included.
 	Tasks []*orchv1.Task
 	Now   time.Time
 	// Hold defers launches: the controller is backing off after failures.

@@ -240,7 +240,7 @@ func (c *Services) pass(ctx context.Context, ws state.WatchSet, full bool) (time
 			continue
 		}
 		gws := state.NewWatchSet()
-		tasks, err := r.TasksByGroup(gws, svc.GetCluster(), ServiceGroup(svc.GetServiceName()))
+		tasks, err := r.TasksByService(gws, svc.GetCluster(), svc.GetServiceName())
 		if err != nil {
 			return time.Time{}, err
 		}

@@ -162,7 +162,7 @@ func (e *serviceEnv) waitSteady(t *testing.T, name, td string, desired int32) *o
 			svc.GetRunningCount() != desired || svc.GetPendingCount() != 0 || !hasEvent(svc, "has reached a steady state.") {
 			return false
 		}
-		tasks, _ := e.st.Read().TasksByGroup(nil, "homelab", ServiceGroup(name))
+		tasks, _ := e.st.Read().TasksByService(nil, "homelab", name)
 		n := int32(0)
 		for _, tk := range tasks {
 			if tk.GetLastStatus() != lifecycle.Stopped {
@@ -222,7 +222,7 @@ func TestServiceRollingUpdate(t *testing.T) {
 			var violations []string
 			peak, trough := 0, desired
 			e.raw.setCheck(func(r *state.ReadTxn) {
-				tasks, _ := r.TasksByGroup(nil, "homelab", "service:web")
+				tasks, _ := r.TasksByService(nil, "homelab", "web")
 				live, fit := 0, 0
 				for _, tk := range tasks {
 					if tk.GetLastStatus() == lifecycle.Stopped {
@@ -261,7 +261,7 @@ func TestServiceRollingUpdate(t *testing.T) {
 					t.Fatalf("no event %q in %v", want, after.GetEvents())
 				}
 			}
-			tasks, _ := e.st.Read().TasksByGroup(nil, "homelab", "service:web")
+			tasks, _ := e.st.Read().TasksByService(nil, "homelab", "web")
 			for _, tk := range tasks {
 				if tk.GetStartedBy() == oldDep && (tk.GetStopCode() != lifecycle.ServiceSchedulerInitiated ||
 					tk.GetStoppedReason() != "Scaling activity initiated by (deployment "+oldDep+")") {
@@ -304,7 +304,7 @@ func TestServiceLifecycle(t *testing.T) {
 	e.waitSteady(t, "web", td1, 3)
 
 	// A task crashes: it is replaced.
-	tasks, _ := e.st.Read().TasksByGroup(nil, "homelab", "service:web")
+	tasks, _ := e.st.Read().TasksByService(nil, "homelab", "web")
 	var victim *orchv1.Task
 	for _, tk := range tasks {
 		if tk.GetLastStatus() == lifecycle.Running {
@@ -335,7 +335,7 @@ func TestServiceLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the service to be INACTIVE", func() bool { return e.service("web").GetStatus() == ServiceInactive })
-	tasks, _ = e.st.Read().TasksByGroup(nil, "homelab", "service:web")
+	tasks, _ = e.st.Read().TasksByService(nil, "homelab", "web")
 	for _, tk := range tasks {
 		if tk.GetLastStatus() != lifecycle.Stopped {
 			t.Fatalf("INACTIVE service with task %v", tk)

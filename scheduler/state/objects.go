@@ -228,9 +228,9 @@ func (r *ReadTxn) PKI(ws WatchSet) (*orchv1.ClusterPKI, error) {
 // PutPKI replaces the cluster CA and join tokens.
 func (w *WriteTxn) PutPKI(p *orchv1.ClusterPKI) error { return w.insert(TablePKI, p) }
 
-// TasksByGroup returns the tasks of cluster whose group is group ("service:web").
-func (r *ReadTxn) TasksByGroup(ws WatchSet, cluster, group string) ([]*orchv1.Task, error) {
-	return list[*orchv1.Task](r, ws, TableTasks, "group", groupKey(cluster, group))
+// TasksByService returns the tasks of a service of cluster (group "service:<name>").
+func (r *ReadTxn) TasksByService(ws WatchSet, cluster, service string) ([]*orchv1.Task, error) {
+	return list[*orchv1.Task](r, ws, TableTasks, "service", serviceKey(cluster, service))
 }
 
 // Service returns a service of cluster by name, or nil.

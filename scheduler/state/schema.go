@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
@@ -95,10 +96,10 @@ func schema() *memdb.DBSchema {
 		TableTasks: {Name: TableTasks, Indexes: map[string]*memdb.IndexSchema{
 			// Only the indexes that must be: a placement and every status change rewrite each
 			// (the bulk of the FSM's work per task). Tasks by cluster or by host go through the
-			// container instances (objects.go).
+			// container instances (objects.go); only services' tasks are indexed by group.
 			"id":       index("id", true, func(t *orchv1.Task) string { return t.GetId() }),
 			"instance": index("instance", false, func(t *orchv1.Task) string { return t.GetContainerInstanceId() }),
-			"group":    index("group", false, func(t *orchv1.Task) string { return groupKey(t.GetCluster(), t.GetGroup()) }),
+			"service":  index("service", false, taskServiceKey),
 		}},
 		TableServices: {Name: TableServices, Indexes: map[string]*memdb.IndexSchema{
 			"id":      index("id", true, func(s *orchv1.Service) string { return serviceKey(s.GetCluster(), s.GetServiceName()) }),
@@ -123,13 +124,16 @@ func schema() *memdb.DBSchema {
 // serviceKey is a service's key: its cluster and name.
 func serviceKey(cluster, name string) string { return cluster + "/" + name }
 
-// groupKey indexes tasks by cluster and group ("service:web"); tasks without a group are left
-// out.
-func groupKey(cluster, group string) string {
-	if group == "" {
+// ServiceGroupPrefix starts the group of a service's tasks ("service:web"), as in ECS.
+const ServiceGroupPrefix = "service:"
+
+// taskServiceKey indexes a service's tasks by cluster and service; other tasks are left out.
+func taskServiceKey(t *orchv1.Task) string {
+	name, ok := strings.CutPrefix(t.GetGroup(), ServiceGroupPrefix)
+	if !ok || name == "" {
 		return ""
 	}
-	return cluster + "/" + group
+	return serviceKey(t.GetCluster(), name)
 }
 
 // pkiKey is the key of the single ClusterPKI record.
