@@ -313,7 +313,7 @@ func runScenario(ctx context.Context, cfg SchedConfig, nodes int, m SchedMode) (
 	start := time.Now()
 	var submitted atomic.Int64
 	progress := func() string {
-		return fmt.Sprintf("%d of %d submitted, %d RUNNING on the nodes", submitted.Load(), cfg.Tasks, sim.Running())
+		return fmt.Sprintf("%d of %d submitted, %d RUNNING on the nodes, %d session errors so far", submitted.Load(), cfg.Tasks, sim.Running(), sim.Errors())
 	}
 	stopProgress := logEvery(progressEvery, func() { logf("sched: %s after %s", progress(), secs(time.Since(start))) })
 	switch m {
