@@ -2,7 +2,9 @@
 // real agent protocol (enrollment with the worker join token, then over its own mutual TLS
 // connection Register and a Session stream with hello, heartbeats and task status reports)
 // against real schedulers, but fakes the runtime: a task assigned to it reports
-// RUNNING after a configurable delay and STOPPED when the scheduler wants it stopped. It is
+// RUNNING after a configurable delay and STOPPED when the scheduler wants it stopped. As the
+// real agent does, a node sends the statuses pending when it gets to send, all in one message,
+// at once (no timer): the tasks of one assignment that start together are reported together. It is
 // what scheduling throughput is measured with (make bench), where real containers would
 // measure containerd instead.
 package nodesim
@@ -89,7 +91,8 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 	var regErr atomic.Value
 	var rwg sync.WaitGroup
 	for i := 0; i < cfg.Nodes; i++ {
-		n := &node{sim: s, endpoint: i % len(cfg.Endpoints), hostname: fmt.Sprintf("sim-%05d", i), tasks: map[string]*orchv1.Task{}}
+		n := &node{sim: s, endpoint: i % len(cfg.Endpoints), hostname: fmt.Sprintf("sim-%05d", i),
+			tasks: map[string]*orchv1.Task{}, ready: make(chan struct{}, 1)}
 		sem <- struct{}{}
 		rwg.Add(1)
 		go func() {
@@ -145,6 +148,47 @@ type node struct {
 	hostID   string
 	mu       sync.Mutex
 	tasks    map[string]*orchv1.Task // what this node runs, by id
+	pending  []*orchv1.TaskStatus    // reported, not sent yet
+	ready    chan struct{}           // a status is pending (capacity 1)
+}
+
+// report queues a status for the session to send with the others pending.
+func (n *node) report(st *orchv1.TaskStatus) {
+	n.mu.Lock()
+	n.pending = append(n.pending, st)
+	n.mu.Unlock()
+	select {
+	case n.ready <- struct{}{}:
+	default:
+	}
+}
+
+// sendPending sends every pending status in one message; on failure they stay pending for the
+// next session.
+func (n *node) sendPending(send func(*orchv1.AgentMessage) error) error {
+	n.mu.Lock()
+	sts := n.pending
+	n.pending = nil
+	n.mu.Unlock()
+	if len(sts) == 0 {
+		return nil
+	}
+	if err := send(&orchv1.AgentMessage{Msg: &orchv1.AgentMessage_Status{Status: &orchv1.TaskStatusReport{Tasks: sts}}}); err != nil {
+		n.mu.Lock()
+		n.pending = append(sts, n.pending...)
+		n.mu.Unlock()
+		return err
+	}
+	for _, st := range sts {
+		switch st.GetLastStatus() {
+		case lifecycle.Running:
+			n.sim.running.Add(1)
+		case lifecycle.Stopped:
+			n.sim.running.Add(-1)
+			n.sim.stopped.Add(1)
+		}
+	}
+	return nil
 }
 
 // enroll gets the node its certificate (the host id is its common name) and connects.
@@ -251,10 +295,19 @@ func (n *node) session(ctx context.Context) error {
 	go func() {
 		t := time.NewTicker(n.sim.cfg.HeartbeatInterval)
 		defer t.Stop()
+		if n.sendPending(send) != nil { // from before this session
+			cancel()
+			return
+		}
 		for {
 			select {
 			case <-ctx.Done():
 				return
+			case <-n.ready:
+				if n.sendPending(send) != nil {
+					cancel()
+					return
+				}
 			case <-t.C:
 				if send(&orchv1.AgentMessage{Msg: &orchv1.AgentMessage_Heartbeat{Heartbeat: &orchv1.Heartbeat{SentAt: timestamppb.Now()}}}) != nil {
 					cancel()
@@ -283,20 +336,20 @@ func (n *node) session(ctx context.Context) error {
 			n.sim.connected.Add(1)
 		}
 		for _, asg := range a.GetTasks() {
-			n.assign(ctx, asg.GetTask(), send)
+			n.assign(ctx, asg.GetTask())
 		}
 	}
 }
 
 // assign starts (after the delay) or stops a task, reporting as an agent would.
-func (n *node) assign(ctx context.Context, t *orchv1.Task, send func(*orchv1.AgentMessage) error) {
+func (n *node) assign(ctx context.Context, t *orchv1.Task) {
 	n.mu.Lock()
 	_, running := n.tasks[t.GetId()]
 	if !running && t.GetDesiredStatus() == lifecycle.DesiredRunning {
 		n.tasks[t.GetId()] = t
 	}
 	n.mu.Unlock()
-	report := func(status string) {
+	status := func(status string) *orchv1.TaskStatus {
 		st := &orchv1.TaskStatus{TaskId: t.GetId(), LastStatus: status, ObservedAt: timestamppb.Now()}
 		for _, c := range t.GetContainers() {
 			cs := &orchv1.ContainerStatus{Name: c.GetName(), LastStatus: lifecycle.ContainerRunning}
@@ -310,10 +363,14 @@ func (n *node) assign(ctx context.Context, t *orchv1.Task, send func(*orchv1.Age
 		} else {
 			st.ExecutionStoppedAt = st.ObservedAt
 		}
-		send(&orchv1.AgentMessage{Msg: &orchv1.AgentMessage_Status{Status: &orchv1.TaskStatusReport{Tasks: []*orchv1.TaskStatus{st}}}})
+		return st
 	}
 	switch {
 	case !running && t.GetDesiredStatus() == lifecycle.DesiredRunning:
+		if n.sim.cfg.StartDelay <= 0 {
+			n.report(status(lifecycle.Running))
+			return
+		}
 		go func() {
 			select {
 			case <-ctx.Done():
@@ -323,18 +380,14 @@ func (n *node) assign(ctx context.Context, t *orchv1.Task, send func(*orchv1.Age
 			n.mu.Lock()
 			_, still := n.tasks[t.GetId()]
 			n.mu.Unlock()
-			if !still {
-				return // stopped before it started
+			if still { // else stopped before it started
+				n.report(status(lifecycle.Running))
 			}
-			report(lifecycle.Running)
-			n.sim.running.Add(1)
 		}()
 	case running && t.GetDesiredStatus() == lifecycle.DesiredStopped:
 		n.mu.Lock()
 		delete(n.tasks, t.GetId())
 		n.mu.Unlock()
-		report(lifecycle.Stopped)
-		n.sim.running.Add(-1)
-		n.sim.stopped.Add(1)
+		n.report(status(lifecycle.Stopped))
 	}
 }
