@@ -177,7 +177,7 @@ func (d *Dispatcher) Session(stream orchv1.AgentService_SessionServer) error {
 	}
 	errc := make(chan error, 3)
 	statuses := make(chan []*orchv1.TaskStatus, 32) // one round's worth: applyStatuses takes all at each write
-	go func() { errc <- d.recvLoop(ctx, hostID, stream, send, statuses) }()
+	go func() { errc <- d.recvLoop(ctx, hostID, stream, statuses) }()
 	go func() { errc <- d.applyStatuses(ctx, hostID, statuses) }()
 	go func() { errc <- d.assignLoop(ctx, hostID, hello.GetKnownTaskIds(), send) }()
 	err = <-errc
@@ -238,7 +238,7 @@ func (d *Dispatcher) close(host string, gen uint64) {
 }
 
 func (d *Dispatcher) recvLoop(ctx context.Context, host string, stream orchv1.AgentService_SessionServer,
-	send func(*orchv1.SchedulerMessage) error, statuses chan<- []*orchv1.TaskStatus) error {
+	statuses chan<- []*orchv1.TaskStatus) error {
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -247,11 +247,10 @@ func (d *Dispatcher) recvLoop(ctx context.Context, host string, stream orchv1.Ag
 		d.Touch(host)
 		switch msg := m.GetMsg().(type) {
 		case *orchv1.AgentMessage_Heartbeat:
+			// Not answered: the agent finds a dead scheduler by gRPC keepalive. A scheduler
+			// that lost the leadership ends the session, so that the agent finds the leader.
 			if !d.isLeader() {
 				return status.Error(codes.Unavailable, "this scheduler is no longer the leader")
-			}
-			if err := send(&orchv1.SchedulerMessage{Msg: &orchv1.SchedulerMessage_HeartbeatAck{HeartbeatAck: &orchv1.Heartbeat{SentAt: timestamppb.New(d.now())}}}); err != nil {
-				return err
 			}
 		case *orchv1.AgentMessage_Status:
 			d.reports.Add(float64(len(msg.Status.GetTasks())))
