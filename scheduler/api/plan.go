@@ -136,7 +136,7 @@ func (s *Server) planBatch(batch []*planJob) *flight {
 		}
 		return nil
 	}
-	usedIPs := map[string]map[netip.Addr]bool{}
+	addrs := map[string]*placement.Addrs{} // per container instance
 	now := timestamppb.New(s.now())
 	cmd := &orchv1.PlaceTasksCommand{}
 	for i, j := range batch {
@@ -162,13 +162,15 @@ func (s *Server) planBatch(batch []*planJob) *flight {
 		p.from = len(cmd.Tasks)
 		for _, n := range picks {
 			ci, err := r.Instance(nil, n.ID)
-			if err == nil && usedIPs[n.ID] == nil {
-				usedIPs[n.ID], err = s.cache.usedIPs(r, n.ID)
+			if err == nil && addrs[n.ID] == nil {
+				var used map[netip.Addr]bool
+				used, err = s.cache.usedIPs(r, n.ID)
+				addrs[n.ID] = &placement.Addrs{Subnet: ci.GetSubnet(), Used: used}
 			}
 			var t *orchv1.Task
 			if err == nil {
 				cpu, mem := j.want.CPU, j.want.Memory
-				t, err = s.newTask(j.req, j.cluster, j.td, ci, usedIPs[n.ID], now, cpu, mem)
+				t, err = s.newTask(j.req, j.cluster, j.td, ci, addrs[n.ID], now, cpu, mem)
 			}
 			if err != nil {
 				p.err = toStatus(err)

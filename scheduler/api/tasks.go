@@ -105,12 +105,11 @@ func liveIPs(r *state.ReadTxn, instance string) (map[netip.Addr]bool, error) {
 }
 
 func (s *Server) newTask(req *orchv1.RunTaskRequest, c *orchv1.Cluster, td *orchv1.TaskDefinition,
-	ci *orchv1.ContainerInstance, used map[netip.Addr]bool, now *timestamppb.Timestamp, cpu, mem int) (*orchv1.Task, error) {
-	ip, err := placement.NextIP(ci.GetSubnet(), used)
+	ci *orchv1.ContainerInstance, addrs *placement.Addrs, now *timestamppb.Timestamp, cpu, mem int) (*orchv1.Task, error) {
+	ip, err := addrs.Next()
 	if err != nil {
 		return nil, fmt.Errorf("container instance %s: %w: %w", ci.GetId(), err, state.ErrConflict)
 	}
-	used[ip] = true
 	gw, err := placement.Gateway(ci.GetSubnet())
 	if err != nil {
 		return nil, err

@@ -99,6 +99,27 @@ func TestIPAM(t *testing.T) {
 	if _, err := NextIP("10.64.3.0/24", used); err == nil {
 		t.Fatal("a full subnet must fail")
 	}
+	// Addrs hands out the same addresses as NextIP, one after the other, skipping the taken.
+	taken := map[netip.Addr]bool{netip.MustParseAddr("10.64.3.3"): true, netip.MustParseAddr("10.64.3.5"): true}
+	addrs := &Addrs{Subnet: "10.64.3.0/24", Used: map[netip.Addr]bool{}}
+	for a := range taken {
+		addrs.Used[a] = true
+	}
+	for _, want := range []string{"10.64.3.2", "10.64.3.4", "10.64.3.6", "10.64.3.7"} {
+		want2, _ := NextIP("10.64.3.0/24", addrs.Used)
+		if ip, err := addrs.Next(); err != nil || ip.String() != want || want2.String() != want {
+			t.Fatalf("Addrs.Next = %v, %v; NextIP %v; want %s", ip, err, want2, want)
+		}
+	}
+	full := &Addrs{Subnet: "10.64.3.0/24", Used: map[netip.Addr]bool{}}
+	for range 253 {
+		if _, err := full.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ip, err := full.Next(); err == nil {
+		t.Fatalf("the 254th address of a /24: %v, want an error", ip)
+	}
 	gw, _ := Gateway("10.64.3.0/24")
 	if gw.String() != "10.64.3.1" {
 		t.Fatalf("gateway %s", gw)

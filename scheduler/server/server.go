@@ -103,10 +103,10 @@ type Server struct {
 	leaderReady atomic.Bool
 	// gained wakes registerSelf when this server becomes the leader: a follower that had not
 	// published its API address yet must do it at once, or no call can be forwarded to it.
-	gained chan struct{}
-	stopLoop    context.CancelFunc
-	wg          sync.WaitGroup
-	id          *identity
+	gained   chan struct{}
+	stopLoop context.CancelFunc
+	wg       sync.WaitGroup
+	id       *identity
 	// restore is the snapshot to install once this new server leads (Config.Restore).
 	restore []byte
 
