@@ -30,6 +30,7 @@ type planJob struct {
 	req     *orchv1.RunTaskRequest
 	cluster *orchv1.Cluster
 	td      *orchv1.TaskDefinition
+	eff     *orchv1.TaskDefinition // td with the request's overrides
 	want    placement.Request
 	count   int
 	done    chan planResult
@@ -41,7 +42,7 @@ func newPlanJob(req *orchv1.RunTaskRequest, cluster *orchv1.Cluster, td, eff *or
 	cpu, mem := taskdef.TaskResources(eff)
 	tcp, udp := reservedPorts(eff)
 	return &planJob{
-		req: req, cluster: cluster, td: td, count: count, done: make(chan planResult, 1),
+		req: req, cluster: cluster, td: td, eff: eff, count: count, done: make(chan planResult, 1),
 		want: placement.Request{CPU: cpu, Memory: mem, TCP: tcp, UDP: udp},
 	}
 }
@@ -169,8 +170,7 @@ func (s *Server) planBatch(batch []*planJob) *flight {
 			}
 			var t *orchv1.Task
 			if err == nil {
-				cpu, mem := j.want.CPU, j.want.Memory
-				t, err = s.newTask(j.req, j.cluster, j.td, ci, addrs[n.ID], now, cpu, mem)
+				t, err = s.newTask(j, ci, addrs[n.ID], now)
 			}
 			if err != nil {
 				p.err = toStatus(err)

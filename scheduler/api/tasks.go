@@ -104,8 +104,9 @@ func liveIPs(r *state.ReadTxn, instance string) (map[netip.Addr]bool, error) {
 	return used, nil
 }
 
-func (s *Server) newTask(req *orchv1.RunTaskRequest, c *orchv1.Cluster, td *orchv1.TaskDefinition,
-	ci *orchv1.ContainerInstance, addrs *placement.Addrs, now *timestamppb.Timestamp, cpu, mem int) (*orchv1.Task, error) {
+// newTask is one task of job j on container instance ci, with the next address of its subnet.
+func (s *Server) newTask(j *planJob, ci *orchv1.ContainerInstance, addrs *placement.Addrs, now *timestamppb.Timestamp) (*orchv1.Task, error) {
+	req, c, td, cpu, mem := j.req, j.cluster, j.td, j.want.CPU, j.want.Memory
 	ip, err := addrs.Next()
 	if err != nil {
 		return nil, fmt.Errorf("container instance %s: %w: %w", ci.GetId(), err, state.ErrConflict)
@@ -151,7 +152,7 @@ func (s *Server) newTask(req *orchv1.RunTaskRequest, c *orchv1.Cluster, td *orch
 			Subnet:    ci.GetSubnet(),
 		},
 	}
-	for _, cd := range taskdef.ApplyOverrides(td, req.GetOverrides()).GetContainerDefinitions() {
+	for _, cd := range j.eff.GetContainerDefinitions() {
 		cc := &orchv1.Container{
 			ContainerArn: s.arns.Container(c.GetClusterName(), id, cd.GetName()),
 			TaskArn:      t.TaskArn,
