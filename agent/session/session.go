@@ -52,6 +52,12 @@ type Config struct {
 	DialOptions       []grpc.DialOption
 }
 
+// Keepalive is how an agent finds a scheduler that is gone without closing the connection (its
+// machine died, the network split): after 10 s without hearing from it (the scheduler does not
+// answer heartbeats, so an idle session pings) it pings, and drops the connection if no answer
+// comes within 5 s. A scheduler process that dies closes its connections at once.
+var Keepalive = keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}
+
 // Run keeps a session open until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	if len(cfg.Endpoints) == 0 {
@@ -91,7 +97,7 @@ func Run(ctx context.Context, cfg Config) error {
 func once(ctx context.Context, cfg Config, endpoint string) error {
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(cfg.Credentials),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.WithKeepaliveParams(Keepalive),
 	}, cfg.DialOptions...)
 	conn, err := grpc.NewClient(endpoint, opts...)
 	if err != nil {

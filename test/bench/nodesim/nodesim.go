@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"orch/agent/session"
 	"orch/pkg/lifecycle"
 	"orch/pkg/pki"
 	orchv1 "orch/proto/orch/v1"
@@ -228,6 +229,7 @@ func (n *node) dial() error {
 		n.conn.Close()
 	}
 	c, err := grpc.NewClient(n.sim.cfg.Endpoints[n.endpoint], grpc.WithTransportCredentials(n.creds),
+		grpc.WithKeepaliveParams(session.Keepalive), // as the real agent: an idle session pings
 		grpc.WithReadBufferSize(8<<10), grpc.WithWriteBufferSize(8<<10))
 	n.conn = c
 	return err
