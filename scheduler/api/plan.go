@@ -23,8 +23,16 @@ import (
 // cache holds them until k's outcome is in the state, plancache.go), and it waits for k only
 // before planning k+2. So at most two plans are in flight, and planning overlaps the write.
 
-// maxBatchJobs bounds how many RunTask calls share one Raft entry (10 tasks each at most).
-const maxBatchJobs = 64
+// maxBatchJobs bounds how many RunTask calls share one Raft entry (10 tasks each at most), and
+// maxPlanTasks the tasks of one entry (a service's launch can be a thousand), but a job is never
+// split. Past about a thousand tasks an entry costs each server twice as much per task: go-memdb's
+// radix trees track up to 8192 changed nodes per index and transaction, and beyond that their
+// commit walks the whole tree to find them (BenchmarkPlaceAndRun: 17 µs per task at 1,024 per
+// entry, 31 µs at 2,048).
+const (
+	maxBatchJobs = 64
+	maxPlanTasks = 1024
+)
 
 type planJob struct {
 	req     *orchv1.RunTaskRequest
@@ -82,7 +90,11 @@ func (s *Server) planLoop() {
 	var prev *flight // the plan in flight, if any
 	for {
 		s.planMu.Lock()
-		n := min(len(s.queue), maxBatchJobs)
+		n, tasks := 0, 0
+		for n < min(len(s.queue), maxBatchJobs) && (n == 0 || tasks+s.queue[n].count <= maxPlanTasks) {
+			tasks += s.queue[n].count
+			n++
+		}
 		batch := s.queue[:n:n]
 		s.queue = s.queue[n:]
 		if n == 0 && prev == nil {

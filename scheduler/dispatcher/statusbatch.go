@@ -18,8 +18,9 @@ import (
 // message, and an idle one writes a lone report at once. A session sends its next reports only
 // after the previous ones are written, so each host's reports stay in order.
 
-// maxStatusBatch bounds the reports in one entry.
-const maxStatusBatch = 4096
+// maxStatusBatch bounds the reports in one entry: past about a thousand tasks an entry costs
+// each server twice as much per task (see maxPlanTasks in scheduler/api/plan.go).
+const maxStatusBatch = 1024
 
 type statusJob struct {
 	cmd  *orchv1.TaskStatusCommand
