@@ -39,6 +39,7 @@ var imageTime = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 type ImageConfig struct {
 	Entrypoint, Cmd, Env []string
 	WorkingDir, User     string
+	StopSignal           string // STOPSIGNAL; empty: none
 	// Files are extra files, absolute path -> content. A file whose content starts with "#!"
 	// is executable (0755), others are 0644; missing parent directories are created (0755).
 	// A file replaces a busybox applet link of the same path.
@@ -127,6 +128,7 @@ func BuildImage(cfg ImageConfig) (v1.Image, error) {
 		Env:        env,
 		WorkingDir: cfg.WorkingDir,
 		User:       cfg.User,
+		StopSignal: cfg.StopSignal,
 	}
 	img, err = mutate.ConfigFile(img, cf)
 	if err != nil {

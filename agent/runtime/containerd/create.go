@@ -1,15 +1,19 @@
 package containerd
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"orch/agent/logs"
 	"orch/agent/runtime"
@@ -48,7 +52,7 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.ContainerSpec) (retEr
 	if err != nil {
 		return fmt.Errorf("container %s: image %s (not pulled?): %w", id, name, err)
 	}
-	imgSpec, err := img.Spec(ctx)
+	imgSpec, err := r.configs.get(ctx, img)
 	if err != nil {
 		return fmt.Errorf("container %s: read image config of %s: %w", id, name, err)
 	}
@@ -60,12 +64,13 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.ContainerSpec) (retEr
 	if labels == nil {
 		labels = map[string]string{}
 	}
+	// What client.WithImageStopSignal records, from the config read above instead of again.
+	labels[client.StopSignalLabel] = cmp.Or(imgSpec.Config.StopSignal, "SIGTERM")
 
 	// Order matters: the snapshot must exist before the spec options that read the image's
-	// /etc/passwd, and the stop-signal label is added to the labels set before it.
+	// /etc/passwd.
 	container, err := r.client.NewContainer(ctx, id,
 		client.WithContainerLabels(labels),
-		client.WithImageStopSignal(img, "SIGTERM"),
 		client.WithSnapshotter(snapshotter),
 		client.WithNewSnapshot(id, img),
 		client.WithNewSpec(specOpts...),
@@ -91,6 +96,36 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.ContainerSpec) (retEr
 		return fmt.Errorf("container %s: create task: %w", id, err)
 	}
 	return nil
+}
+
+// imageConfigs is a small cache of image configs by image digest.
+type imageConfigs struct {
+	mu sync.Mutex
+	m  map[digest.Digest]ocispec.Image
+}
+
+// maxImageConfigs bounds the cache; past it, it starts over.
+const maxImageConfigs = 256
+
+func (c *imageConfigs) get(ctx context.Context, img client.Image) (ocispec.Image, error) {
+	d := img.Target().Digest
+	c.mu.Lock()
+	cfg, ok := c.m[d]
+	c.mu.Unlock()
+	if ok {
+		return cfg, nil
+	}
+	cfg, err := img.Spec(ctx)
+	if err != nil {
+		return cfg, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxImageConfigs {
+		c.m = map[digest.Digest]ocispec.Image{}
+	}
+	c.m[d] = cfg
+	return cfg, nil
 }
 
 // logIO sends the container's stdout and stderr to the log driver (this binary, run by the

@@ -46,6 +46,7 @@ var testImages = map[string]harness.ImageConfig{
 		Env:        []string{"A=img", "B=img"},
 		WorkingDir: "/tmp",
 		User:       "nobody",
+		StopSignal: "SIGQUIT",
 	},
 }
 

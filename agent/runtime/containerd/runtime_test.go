@@ -15,11 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 
 	"orch/agent/runtime"
 	orchv1 "orch/proto/orch/v1"
+	"orch/test/harness"
 )
 
 // TestRuntime runs every integration case against one private containerd and registry. The
@@ -44,6 +46,7 @@ func TestRuntime(t *testing.T) {
 		{"delete", testDelete},
 		{"stats", testStats},
 		{"create-errors", testCreateErrors},
+		{"stop-signal-label", testStopSignalLabel},
 	}
 	t.Run("group", func(t *testing.T) {
 		for _, tc := range cases {
@@ -624,5 +627,29 @@ func testCreateErrors(t *testing.T, e *env) {
 				t.Fatalf("failed Create left a snapshot: %v", err)
 			}
 		})
+	}
+}
+
+// The container records the image's STOPSIGNAL (SIGTERM when it has none), as
+// client.WithImageStopSignal does, also when the image config comes from the runtime's cache.
+func testStopSignalLabel(t *testing.T, e *env) {
+	for _, tc := range []struct{ image, want string }{
+		{"plain", "SIGTERM"}, {"semantics", "SIGQUIT"}, {"plain", "SIGTERM"}, {"semantics", "SIGQUIT"},
+	} {
+		spec := e.spec(t, "true")
+		spec.ID += "-" + harness.RandomSuffix()
+		spec.Def.Image = e.images[tc.image]
+		e.create(t, spec)
+		c, err := e.rt.client.LoadContainer(e.rt.ctx(testCtx(t)), spec.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		labels, err := c.Labels(e.rt.ctx(testCtx(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := labels[client.StopSignalLabel]; got != tc.want {
+			t.Errorf("image %s: stop signal label %q, want %q", tc.image, got, tc.want)
+		}
 	}
 }
