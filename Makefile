@@ -54,7 +54,7 @@ proto:
 # throughput with 1,000 and 10,000 simulated nodes; one table, and bench.json. Never part of
 # make test, whose TestSmoke and TestSchedSmoke run the same code at the smoke size in seconds.
 bench: deps build
-	$(GO) run ./test/bench/cmd/orch-bench -bin $(BIN) -n 20 -json $(CURDIR)/bench.json
+	$(GO) run ./test/bench/cmd/orch-bench -bin $(BIN) -json $(CURDIR)/bench.json
 
 bench-smoke: deps build
 	$(GO) run ./test/bench/cmd/orch-bench -bin $(BIN) -smoke
