@@ -37,7 +37,7 @@ import (
 )
 
 // DefaultN is the number of measured runs per side.
-const DefaultN = 50 // the issue: "50 one at a time"
+const DefaultN = 50
 
 // SmokeN is the number of measured runs in smoke mode (make bench-smoke, TestSmoke).
 const SmokeN = 2
