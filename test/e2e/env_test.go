@@ -88,7 +88,10 @@ func newEnv(t *testing.T, opts envOpts) *env {
 	e := &env{t: t, opts: opts, bins: harness.BuildBinaries(t, harness.OrchCommands...)}
 	e.orchctlConfig = filepath.Join(t.TempDir(), "orchctl-config.json")
 	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)) }
-	e.grpcAddr, e.httpAddr, e.raftAddr, e.agentAddr, e.metricsAddr = addr(), addr(), addr(), addr(), addr()
+	e.grpcAddr, e.httpAddr, e.raftAddr = addr(), addr(), addr()
+	// The agent's own listeners take any free port (it advertises the one it got): a port
+	// picked free here could be taken by another test before the agent binds it.
+	e.agentAddr, e.metricsAddr = "127.0.0.1:0", "127.0.0.1:0"
 	e.schedData = filepath.Join(t.TempDir(), "scheduler")
 	e.agentData = filepath.Join(t.TempDir(), "agent")
 	if opts.schedulerOnly {

@@ -132,8 +132,7 @@ func newNode(t *testing.T) *node {
 // token ("" for none).
 func (n *node) start(e *env, cluster, token string) *harness.Process {
 	e.t.Helper()
-	n.listenAddr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(e.t))
-	n.metricsAddr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(e.t))
+	n.listenAddr, n.metricsAddr = "127.0.0.1:0", "127.0.0.1:0" // any free port: the agent advertises its own
 	args := []string{"--scheduler", e.grpcAddr, "--data-dir", n.dataDir, "--containerd", e.ctrd.Address,
 		"--namespace", n.namespace, "--listen", n.listenAddr, "--metrics-addr", n.metricsAddr,
 		"--netns-dir", n.netnsDir, "--host-netns", "/run/netns/" + n.hostNS, "--cluster", cluster}
