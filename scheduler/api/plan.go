@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"net/netip"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -176,9 +175,7 @@ func (s *Server) planBatch(batch []*planJob) *flight {
 		for _, n := range picks {
 			ci, err := r.Instance(nil, n.ID)
 			if err == nil && addrs[n.ID] == nil {
-				var used map[netip.Addr]bool
-				used, err = s.cache.usedIPs(r, n.ID)
-				addrs[n.ID] = &placement.Addrs{Subnet: ci.GetSubnet(), Used: used}
+				addrs[n.ID], err = s.cache.addrs(r, ci)
 			}
 			var t *orchv1.Task
 			if err == nil {

@@ -200,19 +200,19 @@ func (c *planCache) reserved(cluster string, n *placement.Node, req placement.Re
 	}
 }
 
-// usedIPs returns the addresses of instance's subnet that are taken: by its live tasks in r,
-// and by the plan in flight unless r has it.
-func (c *planCache) usedIPs(r *state.ReadTxn, instance string) (map[netip.Addr]bool, error) {
-	used, err := liveIPs(r, instance)
+// addrs hands out the free addresses of container instance ci's subnet: not those of its live
+// tasks in r, nor those of the plan in flight unless r has it.
+func (c *planCache) addrs(r *state.ReadTxn, ci *orchv1.ContainerInstance) (*placement.Addrs, error) {
+	used, err := liveIPs(r, ci.GetId())
 	if err != nil {
 		return nil, err
 	}
 	if c.inflight != nil && !c.inflightSeen {
-		for _, ip := range c.inflight.ips[instance] {
+		for _, ip := range c.inflight.ips[ci.GetId()] {
 			used[ip] = true
 		}
 	}
-	return used, nil
+	return &placement.Addrs{Subnet: ci.GetSubnet(), Used: used}, nil
 }
 
 // planned closes the current plan with the tasks it writes and returns it.

@@ -14,15 +14,10 @@ func Gateway(subnet string) (netip.Addr, error) {
 	return p.Masked().Addr().Next(), nil
 }
 
-// NextIP returns the lowest address of subnet that is not the network, gateway or broadcast
-// address and is not in used.
-func NextIP(subnet string, used map[netip.Addr]bool) (netip.Addr, error) {
-	return nextIP(subnet, used, netip.Addr{})
-}
-
-// Addrs hands out the lowest free addresses of one subnet during a plan. Nothing is freed
-// while a plan runs, so each search starts after the address handed out before, instead of
-// checking the taken ones again (a node filled in one plan cost a quadratic number of checks).
+// Addrs hands out the lowest free addresses of one subnet (not the network, gateway or
+// broadcast address, nor one in Used) during a plan. Nothing is freed while a plan runs, so
+// each search starts after the address handed out before, instead of checking the taken ones
+// again (a node filled in one plan cost a quadratic number of checks).
 type Addrs struct {
 	Subnet string
 	Used   map[netip.Addr]bool // taken; Next adds what it hands out
@@ -31,35 +26,26 @@ type Addrs struct {
 
 // Next returns the lowest free address and marks it taken.
 func (a *Addrs) Next() (netip.Addr, error) {
-	ip, err := nextIP(a.Subnet, a.Used, a.last)
+	p, err := netip.ParsePrefix(a.Subnet)
 	if err != nil {
-		return ip, err
-	}
-	a.Used[ip] = true
-	a.last = ip
-	return ip, nil
-}
-
-// nextIP is NextIP searching only above after (when valid).
-func nextIP(subnet string, used map[netip.Addr]bool, after netip.Addr) (netip.Addr, error) {
-	p, err := netip.ParsePrefix(subnet)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("subnet %q: %w", subnet, err)
+		return netip.Addr{}, fmt.Errorf("subnet %q: %w", a.Subnet, err)
 	}
 	p = p.Masked()
 	start := p.Addr().Next().Next() // after the network address and the gateway
-	if after.IsValid() && p.Contains(after) && !after.Less(start) {
-		start = after.Next()
+	if a.last.IsValid() && p.Contains(a.last) && !a.last.Less(start) {
+		start = a.last.Next()
 	}
-	for a := start; p.Contains(a); a = a.Next() {
-		if !p.Contains(a.Next()) { // broadcast
+	for ip := start; p.Contains(ip); ip = ip.Next() {
+		if !p.Contains(ip.Next()) { // broadcast
 			break
 		}
-		if !used[a] {
-			return a, nil
+		if !a.Used[ip] {
+			a.Used[ip] = true
+			a.last = ip
+			return ip, nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("subnet %s: no free address", subnet)
+	return netip.Addr{}, fmt.Errorf("subnet %s: no free address", a.Subnet)
 }
 
 // SubnetFor returns the n-th /24 of cidr.

@@ -88,27 +88,24 @@ func TestSharedHost(t *testing.T) {
 }
 
 func TestIPAM(t *testing.T) {
-	ip, err := NextIP("10.64.3.0/24", map[netip.Addr]bool{netip.MustParseAddr("10.64.3.2"): true})
-	if err != nil || ip.String() != "10.64.3.3" {
-		t.Fatalf("NextIP = %v, %v", ip, err)
+	used := map[netip.Addr]bool{netip.MustParseAddr("10.64.3.2"): true}
+	if ip, err := (&Addrs{Subnet: "10.64.3.0/24", Used: used}).Next(); err != nil || ip.String() != "10.64.3.3" {
+		t.Fatalf("Next = %v, %v", ip, err)
 	}
-	used := map[netip.Addr]bool{}
+	used = map[netip.Addr]bool{}
 	for i := 2; i < 255; i++ {
 		used[netip.MustParseAddr("10.64.3."+itoa(i))] = true
 	}
-	if _, err := NextIP("10.64.3.0/24", used); err == nil {
+	if _, err := (&Addrs{Subnet: "10.64.3.0/24", Used: used}).Next(); err == nil {
 		t.Fatal("a full subnet must fail")
 	}
-	// Addrs hands out the same addresses as NextIP, one after the other, skipping the taken.
-	taken := map[netip.Addr]bool{netip.MustParseAddr("10.64.3.3"): true, netip.MustParseAddr("10.64.3.5"): true}
-	addrs := &Addrs{Subnet: "10.64.3.0/24", Used: map[netip.Addr]bool{}}
-	for a := range taken {
-		addrs.Used[a] = true
-	}
+	// One after the other: always the lowest free address, skipping the taken ones.
+	addrs := &Addrs{Subnet: "10.64.3.0/24", Used: map[netip.Addr]bool{
+		netip.MustParseAddr("10.64.3.3"): true, netip.MustParseAddr("10.64.3.5"): true,
+	}}
 	for _, want := range []string{"10.64.3.2", "10.64.3.4", "10.64.3.6", "10.64.3.7"} {
-		want2, _ := NextIP("10.64.3.0/24", addrs.Used)
-		if ip, err := addrs.Next(); err != nil || ip.String() != want || want2.String() != want {
-			t.Fatalf("Addrs.Next = %v, %v; NextIP %v; want %s", ip, err, want2, want)
+		if ip, err := addrs.Next(); err != nil || ip.String() != want {
+			t.Fatalf("Next = %v, %v; want %s", ip, err, want)
 		}
 	}
 	full := &Addrs{Subnet: "10.64.3.0/24", Used: map[netip.Addr]bool{}}
