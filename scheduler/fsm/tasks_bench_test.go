@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
-
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"orch/pkg/arn"
 	"orch/pkg/lifecycle"
 	orchv1 "orch/proto/orch/v1"
 )
@@ -19,18 +19,18 @@ func benchTask(cluster, instance string, ip int) *orchv1.Task {
 	b := make([]byte, 16)
 	rand.Read(b)
 	id := hex.EncodeToString(b)
-	arn := "arn:aws:ecs:local:000000000000:task/" + cluster + "/" + id
+	taskArn := arn.Default.Task(cluster, id)
 	now := timestamppb.Now()
 	return &orchv1.Task{
-		Id: id, TaskArn: arn, Cluster: cluster, ClusterArn: "arn:aws:ecs:local:000000000000:cluster/" + cluster,
-		TaskDefinitionArn:   "arn:aws:ecs:local:000000000000:task-definition/sim:1",
+		Id: id, TaskArn: taskArn, Cluster: cluster, ClusterArn: arn.Default.Cluster(cluster),
+		TaskDefinitionArn:   arn.Default.TaskDefinition("sim", 1),
 		ContainerInstanceId: instance, HostId: "host-" + instance,
-		ContainerInstanceArn: "arn:aws:ecs:local:000000000000:container-instance/" + cluster + "/" + instance,
+		ContainerInstanceArn: arn.Default.ContainerInstance(cluster, instance),
 		LastStatus:           lifecycle.Provisioning, DesiredStatus: lifecycle.DesiredRunning,
 		Cpu: "1", Memory: "8", Group: "family:sim", CreatedAt: now, LaunchType: "EC2",
 		Connectivity: "CONNECTED", ConnectivityAt: now,
 		Eni: &orchv1.Eni{Id: "eni-" + id[:8], Ip: fmt.Sprintf("10.%d.%d.%d", ip>>16&255, ip>>8&255, ip&255), PrefixLen: 24},
-		Containers: []*orchv1.Container{{ContainerArn: arn + "/app", TaskArn: arn, Name: "app", Image: "busybox",
+		Containers: []*orchv1.Container{{ContainerArn: arn.Default.Container(cluster, id, "app"), TaskArn: taskArn, Name: "app", Image: "busybox",
 			LastStatus: lifecycle.ContainerPending, Cpu: "1"}},
 	}
 }
