@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"orch/pkg/arn"
+	"orch/pkg/client"
 	orchv1 "orch/proto/orch/v1"
 )
 
@@ -113,15 +114,8 @@ progress to stderr, then prints the service as it ended up.`,
 			if err != nil {
 				return apiError(ctx, "CreateService", err)
 			}
-			var waitErr error
-			if wo.wait {
-				// Every event of a new service is news.
-				resp.Service, waitErr = a.waitServiceStable(cmd, c, req.Cluster, resp.Service, req.ServiceName, wo, map[string]bool{})
-			}
-			if err := a.writeService(cmd.OutOrStdout(), resp, resp.Service); err != nil {
-				return err
-			}
-			return waitErr
+			// Every event of a new service is news.
+			return a.waitAndWriteService(cmd, c, resp, &resp.Service, req.Cluster, req.ServiceName, wo, map[string]bool{})
 		}),
 	}
 	a.addClusterFlag(cmd, &cluster)
@@ -185,19 +179,12 @@ and progress to stderr, then prints the service as it ended up.`,
 			if err != nil {
 				return apiError(ctx, "UpdateService", err)
 			}
-			var waitErr error
-			if wo.wait {
-				// Events from before the update are old news.
-				seen := map[string]bool{}
-				for _, ev := range resp.Service.GetEvents() {
-					seen[ev.Id] = true
-				}
-				resp.Service, waitErr = a.waitServiceStable(cmd, c, cluster, resp.Service, service, wo, seen)
+			// Events from before the update are old news.
+			seen := map[string]bool{}
+			for _, ev := range resp.Service.GetEvents() {
+				seen[ev.Id] = true
 			}
-			if err := a.writeService(cmd.OutOrStdout(), resp, resp.Service); err != nil {
-				return err
-			}
-			return waitErr
+			return a.waitAndWriteService(cmd, c, resp, &resp.Service, cluster, service, wo, seen)
 		}),
 	}
 	a.addClusterFlag(cmd, &cluster)
@@ -468,6 +455,21 @@ func emptyJSON(raw json.RawMessage) bool {
 
 // writeService prints one service (create, update, delete): resp as JSON, or the service's
 // table without events.
+// waitAndWriteService prints the service that a create or update returned (resp, whose service
+// is *svc): with --wait after waiting as 'orchctl wait services-stable' does (not showing the
+// events in seen again), as it ended up then.
+func (a *app) waitAndWriteService(cmd *cobra.Command, c *client.Client, resp proto.Message, svc **orchv1.Service,
+	cluster, id string, wo waitOpts, seen map[string]bool) error {
+	var waitErr error
+	if wo.wait {
+		*svc, waitErr = a.waitServiceStable(cmd, c, cluster, *svc, id, wo, seen)
+	}
+	if err := a.writeService(cmd.OutOrStdout(), resp, *svc); err != nil {
+		return err
+	}
+	return waitErr
+}
+
 func (a *app) writeService(w io.Writer, resp proto.Message, s *orchv1.Service) error {
 	if a.json() {
 		return writeJSON(w, resp)
