@@ -178,17 +178,41 @@ func (w *WriteTxn) PutTaskDefinition(t *orchv1.TaskDefinition) error {
 	return w.insert(TableTaskDefs, t)
 }
 
+// Task returns the task with the id as this transaction left it, or nil (see WriteTxn).
+func (w *WriteTxn) Task(ws WatchSet, id string) (*orchv1.Task, error) {
+	if t, ok := w.tasks[id]; ok {
+		return t, nil
+	}
+	before := ReadTxn{txn: w.before}
+	return before.Task(ws, id)
+}
+
 // PutTask inserts or replaces a task, stamping its modify index.
 func (w *WriteTxn) PutTask(t *orchv1.Task) error {
 	t.ModifyIndex = w.index
 	w.touchHost(t.GetHostId())
-	return w.insert(TableTasks, t)
+	if err := w.insert(TableTasks, t); err != nil {
+		return err
+	}
+	w.wroteTask(t.GetId(), t)
+	return nil
 }
 
 // DeleteTask removes a task.
 func (w *WriteTxn) DeleteTask(t *orchv1.Task) error {
 	w.touchHost(t.GetHostId())
-	return w.delete(TableTasks, t)
+	if err := w.delete(TableTasks, t); err != nil {
+		return err
+	}
+	w.wroteTask(t.GetId(), nil)
+	return nil
+}
+
+func (w *WriteTxn) wroteTask(id string, t *orchv1.Task) {
+	if w.tasks == nil {
+		w.tasks = map[string]*orchv1.Task{}
+	}
+	w.tasks[id] = t
 }
 
 // Server returns the scheduler with the id, or nil.

@@ -7,6 +7,8 @@ import (
 
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
+
+	orchv1 "orch/proto/orch/v1"
 )
 
 // Store is the in-memory state. Reads take a consistent snapshot (MVCC); writes happen only in
@@ -53,7 +55,9 @@ func (s *Store) AbandonCh() <-chan struct{} {
 func (s *Store) Write(index uint64) *WriteTxn {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return &WriteTxn{ReadTxn: ReadTxn{txn: s.db.Txn(true)}, index: index, store: s}
+	w := s.db.Txn(true)
+	// Taken after the write transaction, so no commit falls in between: the state it starts from.
+	return &WriteTxn{ReadTxn: ReadTxn{txn: w}, before: s.db.Txn(false), index: index, store: s}
 }
 
 // HostWatch returns a channel that is closed when a later commit changes a task of host (or a
@@ -201,8 +205,17 @@ func list[T proto.Message](r *ReadTxn, ws WatchSet, table, idx string, args ...a
 }
 
 // WriteTxn is the write transaction of one Raft entry.
+//
+// Its Task reads the tasks it wrote from a map, and the others from the state before it began
+// (before), not from the memdb write transaction: a read of an index that the transaction has
+// changed makes memdb drop the transaction's cache of tree nodes it already copied, so that
+// the next write copies the whole path from the root again, with a new watch channel for each
+// node. Merging a batch of status reports reads and writes each task in turn; through the
+// write transaction that doubled the FSM's cost per task.
 type WriteTxn struct {
 	ReadTxn
+	before  *memdb.Txn              // read-only: the state this transaction started from
+	tasks   map[string]*orchv1.Task // tasks written by this transaction, by id; nil: deleted
 	index   uint64
 	touched map[string]bool
 	hosts   map[string]bool // hosts whose tasks changed

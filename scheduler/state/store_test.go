@@ -106,3 +106,70 @@ func TestTrackHosts(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteTxnTask: a write transaction's Task sees its own writes and deletes, in order, and
+// the committed state for the rest; what it wrote shows to others only once committed.
+func TestWriteTxnTask(t *testing.T) {
+	s, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := s.Write(1)
+	for _, tk := range []*orchv1.Task{{Id: "t1", HostId: "h1", LastStatus: "PENDING"}, {Id: "t2", HostId: "h1", LastStatus: "PENDING"}} {
+		if err := w.PutTask(tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	w = s.Write(2)
+	status := func(id string) string {
+		t.Helper()
+		tk, err := w.Task(nil, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tk == nil {
+			return "absent"
+		}
+		return tk.GetLastStatus()
+	}
+	steps := []struct {
+		name   string
+		change func() error
+		id     string
+		want   string
+	}{
+		{"committed before", nil, "t1", "PENDING"},
+		{"never written", nil, "t9", "absent"},
+		{"replaced", func() error { return w.PutTask(&orchv1.Task{Id: "t1", HostId: "h1", LastStatus: "RUNNING"}) }, "t1", "RUNNING"},
+		{"replaced twice", func() error { return w.PutTask(&orchv1.Task{Id: "t1", HostId: "h1", LastStatus: "STOPPED"}) }, "t1", "STOPPED"},
+		{"inserted", func() error { return w.PutTask(&orchv1.Task{Id: "t3", HostId: "h2", LastStatus: "PENDING"}) }, "t3", "PENDING"},
+		{"deleted", func() error { return w.DeleteTask(&orchv1.Task{Id: "t2", HostId: "h1"}) }, "t2", "absent"},
+		{"inserted again after its delete", func() error { return w.PutTask(&orchv1.Task{Id: "t2", HostId: "h1", LastStatus: "RUNNING"}) }, "t2", "RUNNING"},
+	}
+	for _, st := range steps {
+		if st.change != nil {
+			if err := st.change(); err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+		}
+		if got := status(st.id); got != st.want {
+			t.Fatalf("%s: Task(%s) = %s, want %s", st.name, st.id, got, st.want)
+		}
+		if tk, _ := s.Read().Task(nil, "t1"); tk.GetLastStatus() != "PENDING" {
+			t.Fatalf("%s: uncommitted write visible to readers: t1 %s", st.name, tk.GetLastStatus())
+		}
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	r := s.Read()
+	for id, want := range map[string]string{"t1": "STOPPED", "t2": "RUNNING", "t3": "PENDING"} {
+		if tk, _ := r.Task(nil, id); tk.GetLastStatus() != want {
+			t.Fatalf("after commit: %s is %s, want %s", id, tk.GetLastStatus(), want)
+		}
+	}
+}
