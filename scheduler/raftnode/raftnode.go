@@ -58,6 +58,11 @@ type Node struct {
 	cfg       Config
 }
 
+// logCacheSize is how many of the latest log entries the leader keeps in memory to replicate:
+// a follower that keeps up asks only for those. Small, since an entry can hold a thousand
+// tasks (up to ~1 MB, scheduler/api maxPlanTasks); one raft replicates at most 64 per call.
+const logCacheSize = 64
+
 // New starts the Raft server for fsm.
 func New(cfg Config, f *fsm.FSM) (*Node, error) {
 	if cfg.ApplyTimeout == 0 {
@@ -130,7 +135,15 @@ func New(cfg Config, f *fsm.FSM) (*Node, error) {
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, f, store, store, snaps, transport)
+	// The leader sends followers the entries it has just written: from a cache of the latest
+	// ones, not read back from BoltDB and decoded again for each follower (as Consul and Nomad).
+	logs, err := raft.NewLogCache(logCacheSize, store)
+	if err != nil {
+		transport.Close()
+		store.Close()
+		return nil, fmt.Errorf("raft log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, f, logs, store, snaps, transport)
 	if err != nil {
 		transport.Close()
 		store.Close()
