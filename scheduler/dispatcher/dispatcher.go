@@ -295,10 +295,12 @@ func (d *Dispatcher) applyStatuses(ctx context.Context, host string, statuses <-
 	}
 }
 
-// assignLoop sends the full desired set, then every change to the host's tasks, using the
-// store's watch channels (no polling).
+// assignLoop sends the full desired set, then every change of it, using the store's watch
+// channels (no polling). A task is sent again only when its desired status changes: that is
+// all an agent acts on after the placement (the rest of a task is fixed when it is placed, or
+// comes from the agent itself: its statuses and usage, which are not echoed back).
 func (d *Dispatcher) assignLoop(ctx context.Context, host string, known []string, send func(*orchv1.SchedulerMessage) error) error {
-	sent := map[string]int32{} // task id -> version sent
+	sent := map[string]string{} // task id -> desired status sent
 	tdCache := map[string]*orchv1.TaskDefinition{}
 	full := true
 	for {
@@ -320,7 +322,7 @@ func (d *Dispatcher) assignLoop(ctx context.Context, host string, known []string
 				}
 				continue
 			}
-			if !full && sent[t.GetId()] == t.GetVersion() {
+			if prev, ok := sent[t.GetId()]; ok && !full && prev == t.GetDesiredStatus() {
 				continue
 			}
 			td, err := d.taskDefinition(r, tdCache, t.GetTaskDefinitionArn())
@@ -328,7 +330,7 @@ func (d *Dispatcher) assignLoop(ctx context.Context, host string, known []string
 				return err
 			}
 			msg.Tasks = append(msg.Tasks, &orchv1.Assignment{Task: t, TaskDefinition: td})
-			sent[t.GetId()] = t.GetVersion()
+			sent[t.GetId()] = t.GetDesiredStatus()
 		}
 		if full {
 			// Tasks the agent knows but the scheduler has no record of: clean them up.
