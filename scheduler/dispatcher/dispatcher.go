@@ -153,9 +153,9 @@ func (d *Dispatcher) Session(stream orchv1.AgentService_SessionServer) error {
 	if !d.isLeader() {
 		return status.Error(codes.Unavailable, "this scheduler is not the leader; open the session with another one")
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	gen := d.open(hostID, cancel)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	gen := d.open(hostID, func() { cancel(nil) })
 	defer d.close(hostID, gen)
 	d.Touch(hostID)
 	if _, err := d.raft.Apply(ctx, fsm.CmdHostConnection, &orchv1.HostConnectionCommand{
@@ -169,19 +169,13 @@ func (d *Dispatcher) Session(stream orchv1.AgentService_SessionServer) error {
 	log := d.log.With("host_id", hostID)
 	log.Info("agent session opened")
 
-	var sendMu sync.Mutex
-	send := func(m *orchv1.SchedulerMessage) error {
-		sendMu.Lock()
-		defer sendMu.Unlock()
-		return stream.Send(m)
-	}
-	errc := make(chan error, 3)
-	statuses := make(chan []*orchv1.TaskStatus, 32) // one round's worth: applyStatuses takes all at each write
-	go func() { errc <- d.recvLoop(ctx, hostID, stream, statuses) }()
-	go func() { errc <- d.applyStatuses(ctx, hostID, statuses) }()
-	go func() { errc <- d.assignLoop(ctx, hostID, hello.GetKnownTaskIds(), send) }()
-	err = <-errc
-	cancel()
+	// Two goroutines per session (with gRPC's three per connection, at 10,000 agents the
+	// leader's stacks are a good part of its GC work): this one sends assignments, the other
+	// reads the agent's messages and queues its reports for the group commit. Whichever ends
+	// first ends the session, with its error as the cause.
+	go func() { cancel(d.recvLoop(ctx, hostID, stream, cancel)) }()
+	cancel(d.assignLoop(ctx, hostID, hello.GetKnownTaskIds(), stream.Send))
+	err = context.Cause(ctx)
 	if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
 		err = nil
 	}
@@ -237,8 +231,16 @@ func (d *Dispatcher) close(host string, gen uint64) {
 	}
 }
 
+// maxReportsInFlight bounds a session's status reports queued for the group commit and not
+// yet written: past it, the session stops reading from its agent until one is written.
+const maxReportsInFlight = 32
+
+// recvLoop reads the agent's messages. Status reports go to the group commit without waiting
+// (statusbatch.go), in order; fail ends the session when one cannot be written, so that the
+// agent replays its statuses on the next one.
 func (d *Dispatcher) recvLoop(ctx context.Context, host string, stream orchv1.AgentService_SessionServer,
-	statuses chan<- []*orchv1.TaskStatus) error {
+	fail context.CancelCauseFunc) error {
+	inFlight := make(chan struct{}, maxReportsInFlight)
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -255,42 +257,20 @@ func (d *Dispatcher) recvLoop(ctx context.Context, host string, stream orchv1.Ag
 		case *orchv1.AgentMessage_Status:
 			d.reports.Add(float64(len(msg.Status.GetTasks())))
 			select {
-			case statuses <- msg.Status.GetTasks():
+			case inFlight <- struct{}{}:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+			d.queueStatuses(host, msg.Status.GetTasks(), func(err error) {
+				<-inFlight
+				if err != nil {
+					fail(fmt.Errorf("host %s: task status: %w", host, err))
+				}
+			})
 		case *orchv1.AgentMessage_Usage:
 			if _, err := d.raft.Apply(ctx, fsm.CmdTaskUsage, &orchv1.TaskUsageCommand{HostId: host, Tasks: msg.Usage.GetTasks()}); err != nil {
 				return fmt.Errorf("host %s: task usage: %w", host, err)
 			}
-		}
-	}
-}
-
-// applyStatuses writes the host's status reports to Raft, with the other sessions' (group
-// commit, statusbatch.go). While one write is in flight the reports that arrive queue up, and
-// the next write carries all of them (in order, so that the FSM sees each task's statuses as
-// the agent sent them).
-func (d *Dispatcher) applyStatuses(ctx context.Context, host string, statuses <-chan []*orchv1.TaskStatus) error {
-	for {
-		var batch []*orchv1.TaskStatus
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case sts := <-statuses:
-			batch = append(batch, sts...)
-		}
-	drain:
-		for len(batch) < 1024 {
-			select {
-			case sts := <-statuses:
-				batch = append(batch, sts...)
-			default:
-				break drain
-			}
-		}
-		if err := d.commitStatuses(ctx, host, batch); err != nil {
-			return fmt.Errorf("host %s: task status: %w", host, err)
 		}
 	}
 }

@@ -11,12 +11,12 @@ import (
 )
 
 // Status reports are group-committed across sessions, as the planner does with placements
-// (scheduler/api/plan.go): each session hands its queued reports to the committer and waits;
-// the first to find no commit running starts one, which takes every session's reports queued
-// so far, writes them as one Raft entry and answers each. While an entry is in flight the
-// next round queues up, so a busy leader writes one entry per round trip, not one per session
-// message, and an idle one writes a lone report at once. A session sends its next reports only
-// after the previous ones are written, so each host's reports stay in order.
+// (scheduler/api/plan.go): each session queues its agent's reports as they arrive; the first
+// to find no commit running starts one, which takes every session's reports queued so far,
+// writes them as one Raft entry and answers each. While an entry is in flight the next round
+// queues up, so a busy leader writes one entry per round trip, not one per session message,
+// and an idle one writes a lone report at once. The queue is written in order, so each host's
+// reports are applied in the order its agent sent them.
 
 // maxStatusBatch bounds the reports in one entry: past about a thousand tasks an entry costs
 // each server twice as much per task (see maxPlanTasks in scheduler/api/plan.go).
@@ -24,7 +24,7 @@ const maxStatusBatch = 1024
 
 type statusJob struct {
 	cmd  *orchv1.TaskStatusCommand
-	done chan error
+	done func(error) // called once the reports are written, or could not be
 }
 
 type statusCommitter struct {
@@ -33,9 +33,9 @@ type statusCommitter struct {
 	committing bool
 }
 
-// commitStatuses writes host's reports with the other sessions' queued ones.
-func (d *Dispatcher) commitStatuses(ctx context.Context, host string, tasks []*orchv1.TaskStatus) error {
-	j := &statusJob{cmd: &orchv1.TaskStatusCommand{HostId: host, Tasks: tasks}, done: make(chan error, 1)}
+// queueStatuses queues host's reports for the next commit; done gets its outcome.
+func (d *Dispatcher) queueStatuses(host string, tasks []*orchv1.TaskStatus, done func(error)) {
+	j := &statusJob{cmd: &orchv1.TaskStatusCommand{HostId: host, Tasks: tasks}, done: done}
 	c := &d.statuses
 	c.mu.Lock()
 	c.queue = append(c.queue, j)
@@ -44,12 +44,6 @@ func (d *Dispatcher) commitStatuses(ctx context.Context, host string, tasks []*o
 	c.mu.Unlock()
 	if start {
 		go d.statusLoop()
-	}
-	select {
-	case err := <-j.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err() // the reports may still be written: the agent reports again on reconnect
 	}
 }
 
@@ -72,7 +66,7 @@ func (d *Dispatcher) statusLoop() {
 		c.mu.Unlock()
 		err := d.applyStatusBatch(batch)
 		for _, j := range batch {
-			j.done <- err
+			j.done(err)
 		}
 	}
 }

@@ -79,20 +79,17 @@ func TestStatusGroupCommit(t *testing.T) {
 			if _, err := base.Apply(ctx, fsm.CmdPlaceTasks, &orchv1.PlaceTasksCommand{Tasks: tasks}); err != nil {
 				t.Fatal(err)
 			}
-			report := func(host string) error {
-				return d.commitStatuses(ctx, host, []*orchv1.TaskStatus{{TaskId: "t-" + host, LastStatus: lifecycle.Running}})
-			}
 			errs := make(chan error, tt.sessions)
-			go func() { errs <- report("h00") }()
+			report := func(host string) {
+				d.queueStatuses(host, []*orchv1.TaskStatus{{TaskId: "t-" + host, LastStatus: lifecycle.Running}}, func(err error) { errs <- err })
+			}
+			report("h00")
 			<-g.started // the first write is in flight: everything else queues behind it
-			var wg sync.WaitGroup
 			for i := 1; i < tt.sessions; i++ {
-				wg.Add(1)
-				go func() { defer wg.Done(); errs <- report(fmt.Sprintf("h%02d", i)) }()
+				report(fmt.Sprintf("h%02d", i))
 			}
 			waitQueued(t, d, tt.sessions-1)
 			close(g.release)
-			wg.Wait()
 			for i := 0; i < tt.sessions; i++ {
 				if err := <-errs; err != nil {
 					t.Fatal(err)
