@@ -223,3 +223,55 @@ func TestWatchAndStop(t *testing.T) {
 		t.Fatalf("describe: %v", desc)
 	}
 }
+
+// TestTaskARNs: the state keeps a task without its ARNs (they are more than half of a placed
+// task's Raft entry); every API view of it has them, the same each time, and its containers
+// have theirs and their network interface.
+func TestTaskARNs(t *testing.T) {
+	s, _ := newServer(t, 4096)
+	register(t, s, 128)
+	ctx := context.Background()
+	run, err := s.RunTask(ctx, &orchv1.RunTaskRequest{Cluster: "homelab", TaskDefinition: "web"})
+	if err != nil || len(run.GetTasks()) != 1 {
+		t.Fatalf("run-task: %v %v", run, err)
+	}
+	id := run.GetTasks()[0].GetId()
+	stored, _ := s.store.Read().Task(nil, id)
+	ci := stored.GetContainerInstanceId()
+	if stored.GetTaskArn() != "" || stored.GetContainers()[0].GetContainerArn() != "" {
+		t.Fatalf("stored task carries its ARNs: %v", stored)
+	}
+	prefix := "arn:aws:ecs:local:000000000000:"
+	check := func(view string, tk *orchv1.Task) {
+		t.Helper()
+		c := tk.GetContainers()[0]
+		for _, f := range []struct{ name, got, want string }{
+			{"taskArn", tk.GetTaskArn(), prefix + "task/homelab/" + id},
+			{"clusterArn", tk.GetClusterArn(), prefix + "cluster/homelab"},
+			{"containerInstanceArn", tk.GetContainerInstanceArn(), prefix + "container-instance/homelab/" + ci},
+			{"containers[0].containerArn", c.GetContainerArn(), prefix + "container/homelab/" + id + "/web"},
+			{"containers[0].taskArn", c.GetTaskArn(), prefix + "task/homelab/" + id},
+			{"containers[0].networkInterfaces[0].privateIpv4Address", c.GetNetworkInterfaces()[0].GetPrivateIpv4Address(), tk.GetEni().GetIp()},
+			{"containers[0].networkInterfaces[0].attachmentId", c.GetNetworkInterfaces()[0].GetAttachmentId(), tk.GetEni().GetId()},
+		} {
+			if f.got != f.want {
+				t.Errorf("%s: %s = %q, want %q", view, f.name, f.got, f.want)
+			}
+		}
+	}
+	check("run-task", run.GetTasks()[0])
+	desc, err := s.DescribeTasks(ctx, &orchv1.DescribeTasksRequest{Cluster: "homelab", Tasks: []string{id}})
+	if err != nil || len(desc.GetTasks()) != 1 {
+		t.Fatalf("describe-tasks: %v %v", desc, err)
+	}
+	check("describe-tasks", desc.GetTasks()[0])
+	list, err := s.ListTasks(ctx, &orchv1.ListTasksRequest{Cluster: "homelab"})
+	if err != nil || len(list.GetTaskArns()) != 1 || list.GetTaskArns()[0] != prefix+"task/homelab/"+id {
+		t.Fatalf("list-tasks: %v %v", list.GetTaskArns(), err)
+	}
+	stop, err := s.StopTask(ctx, &orchv1.StopTaskRequest{Cluster: "homelab", Task: list.GetTaskArns()[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("stop-task", stop.GetTask())
+}

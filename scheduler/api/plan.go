@@ -201,7 +201,7 @@ func (s *Server) planBatch(batch []*planJob) *flight {
 				p.job.done <- planResult{err: applyErr}
 			default:
 				for _, t := range placed[p.from:p.to] {
-					p.resp.Tasks = append(p.resp.Tasks, taskView(t))
+					p.resp.Tasks = append(p.resp.Tasks, s.taskView(t))
 				}
 				p.job.done <- planResult{resp: p.resp}
 			}

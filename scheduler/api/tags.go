@@ -98,7 +98,7 @@ func (s *Server) ListTagsForResource(ctx context.Context, req *orchv1.ListTagsFo
 		}
 	}
 	// The store is read after the barrier, so the read sees every write acknowledged before.
-	tags, err := fsm.ResourceTags(s.store.Read(), req.GetResourceArn())
+	tags, err := fsm.ResourceTags(s.store.Read(), s.arns, req.GetResourceArn())
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -121,26 +121,23 @@ func (s *Server) newTask(j *planJob, ci *orchv1.ContainerInstance, addrs *placem
 		group = "family:" + td.GetFamily()
 	}
 	t := &orchv1.Task{
-		Id:                   id,
-		TaskArn:              s.arns.Task(c.GetClusterName(), id),
-		ClusterArn:           c.GetClusterArn(),
-		Cluster:              c.GetClusterName(),
-		TaskDefinitionArn:    td.GetTaskDefinitionArn(),
-		ContainerInstanceArn: ci.GetContainerInstanceArn(),
-		ContainerInstanceId:  ci.GetId(),
-		HostId:               ci.GetHostId(),
-		LastStatus:           lifecycle.Provisioning,
-		DesiredStatus:        lifecycle.DesiredRunning,
-		Cpu:                  strconv.Itoa(cpu),
-		Memory:               strconv.Itoa(mem),
-		StartedBy:            req.GetStartedBy(),
-		Group:                group,
-		CreatedAt:            now,
-		LaunchType:           "EC2",
-		Connectivity:         "CONNECTED",
-		ConnectivityAt:       now,
-		Overrides:            req.GetOverrides(),
-		Tags:                 req.GetTags(),
+		Id:                  id,
+		Cluster:             c.GetClusterName(),
+		TaskDefinitionArn:   td.GetTaskDefinitionArn(),
+		ContainerInstanceId: ci.GetId(),
+		HostId:              ci.GetHostId(),
+		LastStatus:          lifecycle.Provisioning,
+		DesiredStatus:       lifecycle.DesiredRunning,
+		Cpu:                 strconv.Itoa(cpu),
+		Memory:              strconv.Itoa(mem),
+		StartedBy:           req.GetStartedBy(),
+		Group:               group,
+		CreatedAt:           now,
+		LaunchType:          "EC2",
+		Connectivity:        "CONNECTED",
+		ConnectivityAt:      now,
+		Overrides:           req.GetOverrides(),
+		Tags:                req.GetTags(),
 		Eni: &orchv1.Eni{
 			Id:        eniname.ENI(id),
 			Ip:        ip.String(),
@@ -154,16 +151,11 @@ func (s *Server) newTask(j *planJob, ci *orchv1.ContainerInstance, addrs *placem
 	}
 	for _, cd := range j.eff.GetContainerDefinitions() {
 		cc := &orchv1.Container{
-			ContainerArn: s.arns.Container(c.GetClusterName(), id, cd.GetName()),
-			TaskArn:      t.TaskArn,
-			Name:         cd.GetName(),
-			Image:        cd.GetImage(),
-			LastStatus:   lifecycle.ContainerPending,
-			Cpu:          strconv.Itoa(int(cd.GetCpu())),
-			Essential:    taskdef.Essential(cd),
-			NetworkInterfaces: []*orchv1.NetworkInterface{{
-				AttachmentId: t.Eni.Id, PrivateIpv4Address: ip.String(),
-			}},
+			Name:       cd.GetName(),
+			Image:      cd.GetImage(),
+			LastStatus: lifecycle.ContainerPending,
+			Cpu:        strconv.Itoa(int(cd.GetCpu())),
+			Essential:  taskdef.Essential(cd),
 		}
 		if cd.Memory != nil {
 			cc.Memory = strconv.Itoa(int(cd.GetMemory()))
@@ -190,9 +182,20 @@ func (s *Server) newTask(j *planJob, ci *orchv1.ContainerInstance, addrs *placem
 }
 
 // taskView is a task as the API shows it: the ENI as an ECS attachment.
-func taskView(t *orchv1.Task) *orchv1.Task {
+func (s *Server) taskView(t *orchv1.Task) *orchv1.Task {
 	out := proto.Clone(t).(*orchv1.Task)
+	cluster, id := t.GetCluster(), t.GetId()
+	out.TaskArn = s.arns.Task(cluster, id)
+	out.ClusterArn = s.arns.Cluster(cluster)
+	out.ContainerInstanceArn = s.arns.ContainerInstance(cluster, t.GetContainerInstanceId())
 	e := t.GetEni()
+	for _, c := range out.GetContainers() {
+		c.ContainerArn = s.arns.Container(cluster, id, c.GetName())
+		c.TaskArn = out.TaskArn
+		if e != nil {
+			c.NetworkInterfaces = []*orchv1.NetworkInterface{{AttachmentId: e.GetId(), PrivateIpv4Address: e.GetIp()}}
+		}
+	}
 	if e == nil {
 		return out
 	}
@@ -254,7 +257,7 @@ func (s *Server) StopTask(ctx context.Context, req *orchv1.StopTaskRequest) (*or
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &orchv1.StopTaskResponse{Task: taskView(v.([]*orchv1.Task)[0])}, nil
+	return &orchv1.StopTaskResponse{Task: s.taskView(v.([]*orchv1.Task)[0])}, nil
 }
 
 // DescribeTasks implements orchv1.OrchServer.
@@ -277,7 +280,7 @@ func (s *Server) DescribeTasks(ctx context.Context, req *orchv1.DescribeTasksReq
 			resp.Failures = append(resp.Failures, &orchv1.Failure{Arn: s.arns.Task(cluster, arn.LastSegment(ref)), Reason: "MISSING"})
 			continue
 		}
-		resp.Tasks = append(resp.Tasks, taskView(t))
+		resp.Tasks = append(resp.Tasks, s.taskView(t))
 	}
 	return resp, nil
 }
@@ -320,7 +323,7 @@ func (s *Server) ListTasks(ctx context.Context, req *orchv1.ListTasksRequest) (*
 		if req.GetServiceName() != "" && t.GetGroup() != "service:"+arn.LastSegment(req.GetServiceName()) {
 			continue
 		}
-		resp.TaskArns = append(resp.TaskArns, t.GetTaskArn())
+		resp.TaskArns = append(resp.TaskArns, s.arns.Task(t.GetCluster(), t.GetId()))
 	}
 	return resp, nil
 }
@@ -364,7 +367,7 @@ func (s *Server) WatchTasks(req *orchv1.WatchTasksRequest, stream orchv1.Orch_Wa
 			if u := req.GetUntilStatus(); u == "" || (lifecycle.Rank(t.GetLastStatus()) < lifecycle.Rank(u)) {
 				done = false
 			}
-			resp.Tasks = append(resp.Tasks, taskView(t))
+			resp.Tasks = append(resp.Tasks, s.taskView(t))
 		}
 		if changed {
 			if err := stream.Send(resp); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"orch/pkg/arn"
 	orchv1 "orch/proto/orch/v1"
 	"orch/scheduler/state"
 )
@@ -110,7 +111,7 @@ func validName(s string) bool {
 // *Task. A resource that does not exist (or a deleted cluster) is an error wrapping
 // state.ErrNotFound that names the ARN. The object's own ARN must be the one asked for, so an
 // ARN of another region or account does not name a local object.
-func lookupResource(r *state.ReadTxn, ref ResourceRef) (proto.Message, error) {
+func lookupResource(r *state.ReadTxn, arns arn.Builder, ref ResourceRef) (proto.Message, error) {
 	notFound := fmt.Errorf("resource %s: %w", ref.ARN, state.ErrNotFound)
 	switch ref.Kind {
 	case KindCluster:
@@ -136,7 +137,7 @@ func lookupResource(r *state.ReadTxn, ref ResourceRef) (proto.Message, error) {
 		if err != nil {
 			return nil, err
 		}
-		if t == nil || t.GetCluster() != ref.Cluster || t.GetTaskArn() != ref.ARN {
+		if t == nil || t.GetCluster() != ref.Cluster || arns.Task(t.GetCluster(), t.GetId()) != ref.ARN {
 			return nil, notFound
 		}
 		return t, nil
@@ -155,12 +156,12 @@ func lookupResource(r *state.ReadTxn, ref ResourceRef) (proto.Message, error) {
 
 // ResourceTags returns the tags of the resource named by resourceARN as r sees it: an error
 // wrapping state.ErrInvalid for a malformed ARN, state.ErrNotFound for an unknown resource.
-func ResourceTags(r *state.ReadTxn, resourceARN string) ([]*orchv1.Tag, error) {
+func ResourceTags(r *state.ReadTxn, arns arn.Builder, resourceARN string) ([]*orchv1.Tag, error) {
 	ref, err := ParseResourceARN(resourceARN)
 	if err != nil {
 		return nil, err
 	}
-	obj, err := lookupResource(r, ref)
+	obj, err := lookupResource(r, arns, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +231,7 @@ func applyTagResource(f *FSM, w *state.WriteTxn, buf []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	obj, err := lookupResource(&w.ReadTxn, ref)
+	obj, err := lookupResource(&w.ReadTxn, f.arns, ref)
 	if err != nil {
 		return nil, err
 	}

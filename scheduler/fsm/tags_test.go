@@ -121,11 +121,11 @@ func TestTagResource(t *testing.T) {
 	tagCmd := func(arn string, set []*orchv1.Tag, unset ...string) *orchv1.TagResourceCommand {
 		return &orchv1.TagResourceCommand{ResourceArn: arn, Tags: set, Untag: unset}
 	}
-	read := func(arn string) string {
+	read := func(ref string) string {
 		t.Helper()
-		tags, err := ResourceTags(h.f.Store().Read(), arn)
+		tags, err := ResourceTags(h.f.Store().Read(), arn.Default, ref)
 		if err != nil {
-			t.Fatalf("ResourceTags(%s): %v", arn, err)
+			t.Fatalf("ResourceTags(%s): %v", ref, err)
 		}
 		return tagString(tags)
 	}
@@ -179,12 +179,12 @@ func TestTagResource(t *testing.T) {
 	if !errors.Is(err, state.ErrInvalid) || !strings.Contains(err.Error(), "would have 51 tags") || !strings.Contains(err.Error(), tdARN) {
 		t.Fatalf("51 tags: err = %v", err)
 	}
-	if got, _ := ResourceTags(h.f.Store().Read(), tdARN); len(got) != MaxTagsPerResource || got[0].GetValue() != "prod" {
+	if got, _ := ResourceTags(h.f.Store().Read(), arn.Default, tdARN); len(got) != MaxTagsPerResource || got[0].GetValue() != "prod" {
 		t.Fatalf("refused entry changed the tags: %s", tagString(got))
 	}
 	// Replacing existing keys and removing while adding stays within the limit.
 	h.must(CmdTagResource, tagCmd(tdARN, []*orchv1.Tag{tag("one-more", "v"), tag("env", "x")}, "k00"))
-	if got, _ := ResourceTags(h.f.Store().Read(), tdARN); len(got) != MaxTagsPerResource {
+	if got, _ := ResourceTags(h.f.Store().Read(), arn.Default, tdARN); len(got) != MaxTagsPerResource {
 		t.Fatalf("%d tags, want %d", len(got), MaxTagsPerResource)
 	}
 }
@@ -210,7 +210,7 @@ func TestTagResourceNotFound(t *testing.T) {
 			if !errors.Is(err, state.ErrNotFound) || !strings.Contains(err.Error(), a) {
 				t.Fatalf("tag: err = %v, want not found naming %s", err, a)
 			}
-			if _, err := ResourceTags(h.f.Store().Read(), a); !errors.Is(err, state.ErrNotFound) {
+			if _, err := ResourceTags(h.f.Store().Read(), arn.Default, a); !errors.Is(err, state.ErrNotFound) {
 				t.Fatalf("read: err = %v, want not found", err)
 			}
 		})
@@ -238,8 +238,8 @@ func TestTagsSurviveSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, a := range []string{clusterARN, tdARN, taskARN} {
-		want, _ := ResourceTags(h.f.Store().Read(), a)
-		got, err := ResourceTags(h2.f.Store().Read(), a)
+		want, _ := ResourceTags(h.f.Store().Read(), arn.Default, a)
+		got, err := ResourceTags(h2.f.Store().Read(), arn.Default, a)
 		if err != nil || len(got) != len(want) {
 			t.Fatalf("%s after restore: %s, %v; want %s", a, tagString(got), err, tagString(want))
 		}

@@ -10,28 +10,30 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"orch/pkg/arn"
+	"orch/pkg/eniname"
 	"orch/pkg/lifecycle"
 	orchv1 "orch/proto/orch/v1"
 )
 
-// benchTask is a task shaped like the ones RunTask places (ARNs, an ENI, one container).
+// benchTask is a task shaped like the ones RunTask places (scheduler/api newTask: an ENI, one
+// container, no ARNs: the API derives them).
 func benchTask(cluster, instance string, ip int) *orchv1.Task {
 	b := make([]byte, 16)
 	rand.Read(b)
 	id := hex.EncodeToString(b)
-	taskArn := arn.Default.Task(cluster, id)
 	now := timestamppb.Now()
 	return &orchv1.Task{
-		Id: id, TaskArn: taskArn, Cluster: cluster, ClusterArn: arn.Default.Cluster(cluster),
-		TaskDefinitionArn:   arn.Default.TaskDefinition("sim", 1),
+		Id: id, Cluster: cluster, TaskDefinitionArn: arn.Default.TaskDefinition("sim", 1),
 		ContainerInstanceId: instance, HostId: "host-" + instance,
-		ContainerInstanceArn: arn.Default.ContainerInstance(cluster, instance),
-		LastStatus:           lifecycle.Provisioning, DesiredStatus: lifecycle.DesiredRunning,
+		LastStatus: lifecycle.Provisioning, DesiredStatus: lifecycle.DesiredRunning,
 		Cpu: "1", Memory: "8", Group: "family:sim", CreatedAt: now, LaunchType: "EC2",
 		Connectivity: "CONNECTED", ConnectivityAt: now,
-		Eni: &orchv1.Eni{Id: "eni-" + id[:8], Ip: fmt.Sprintf("10.%d.%d.%d", ip>>16&255, ip>>8&255, ip&255), PrefixLen: 24},
-		Containers: []*orchv1.Container{{ContainerArn: arn.Default.Container(cluster, id, "app"), TaskArn: taskArn, Name: "app", Image: "busybox",
-			LastStatus: lifecycle.ContainerPending, Cpu: "1"}},
+		Eni: &orchv1.Eni{
+			Id: eniname.ENI(id), Ip: fmt.Sprintf("10.%d.%d.%d", ip>>16&255, ip>>8&255, ip&255), PrefixLen: 24,
+			Gateway: fmt.Sprintf("10.%d.%d.1", ip>>16&255, ip>>8&255), Mac: eniname.MAC(id), Netns: eniname.NetNS(id),
+			Bridge: eniname.Bridge(cluster), Subnet: fmt.Sprintf("10.%d.%d.0/24", ip>>16&255, ip>>8&255),
+		},
+		Containers: []*orchv1.Container{{Name: "app", Image: "busybox", LastStatus: lifecycle.ContainerPending, Cpu: "1", Essential: true}},
 	}
 }
 
