@@ -61,7 +61,8 @@ type Config struct {
 	Bulk int
 	// Phases breaks the N sequential orch starts down into phases.
 	Phases bool
-	// Footprint reads orch-scheduler's VmRSS idle and with the burst's and bulk's tasks.
+	// Footprint reads orch-scheduler's VmRSS idle and with the burst's and bulk's tasks, and
+	// a standalone orch-agent's idle (agentidle.go).
 	Footprint bool
 }
 
@@ -119,6 +120,10 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 		fp = &FootprintResult{IdleKiB: kib}
 		cfg.Logf("footprint idle: %s", mib(kib))
+		if fp.AgentIdleKiB, err = e.agentIdleKiB(ctx); err != nil {
+			return nil, err
+		}
+		cfg.Logf("footprint of orch-agent alone, idle: %s", mib(fp.AgentIdleKiB))
 	}
 
 	o, err := newOrchSide(ctx, e.client, e.image)

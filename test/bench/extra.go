@@ -16,7 +16,8 @@ import (
 //   - Phases: where the time of the N sequential orch starts goes, from the task's timestamps,
 //     the client's clock and the agent's "task running" log line.
 //   - Footprint: the VmRSS of orch-scheduler --dev (scheduler and embedded agent in one
-//     process) idle after startup, with the burst's tasks running and with the bulk's.
+//     process) idle after startup, with the burst's tasks running and with the bulk's; and of
+//     a standalone orch-agent, idle and connected (agentidle.go).
 //   - Bulk: Config.Bulk tasks started on the one node in RunTask batches of 10, timed until all
 //     are RUNNING, while checking that the agent's session never dropped.
 
@@ -83,13 +84,14 @@ func (b *BurstResult) MarshalJSON() ([]byte, error) {
 func must(b []byte, _ error) []byte { return b }
 
 // FootprintResult is the resident memory of orch-scheduler --dev (scheduler and embedded
-// agent in one process), in KiB; 0 where not measured.
+// agent in one process), and of a standalone orch-agent idle, in KiB; 0 where not measured.
 type FootprintResult struct {
-	IdleKiB    int64 `json:"idleKiB"`
-	BurstKiB   int64 `json:"burstKiB"`
-	BurstTasks int   `json:"burstTasks"`
-	BulkKiB    int64 `json:"bulkKiB"`
-	BulkTasks  int   `json:"bulkTasks"`
+	IdleKiB      int64 `json:"idleKiB"`
+	AgentIdleKiB int64 `json:"agentIdleKiB"`
+	BurstKiB     int64 `json:"burstKiB"`
+	BurstTasks   int   `json:"burstTasks"`
+	BulkKiB      int64 `json:"bulkKiB"`
+	BulkTasks    int   `json:"bulkTasks"`
 }
 
 // writeTable prints the extra figures after the main table.
@@ -115,6 +117,10 @@ func (x *ExtraResult) writeTable(b *strings.Builder) {
 		}
 		if r.BulkTasks > 0 {
 			fmt.Fprintf(b, "  with %3d tasks running:   %s\n", r.BulkTasks, mib(r.BulkKiB))
+		}
+		if r.AgentIdleKiB > 0 {
+			fmt.Fprintf(b, "VmRSS of orch-agent alone (as on every other node), idle, connected: %s (%.1f MB)\n",
+				mib(r.AgentIdleKiB), float64(r.AgentIdleKiB)*1024/1e6)
 		}
 	}
 	if r := x.Bulk; r != nil {

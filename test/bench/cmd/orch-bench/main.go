@@ -57,7 +57,7 @@ func run() error {
 		burst     = flag.Int("burst", bench.DefaultBurst, "start this many tasks at once on each side, p50/p95/p99 of each (0: skip)")
 		bulk      = flag.Int("bulk", bench.DefaultBulk, "start this many tasks on the node in run-task batches of 10 until all RUNNING (0: skip)")
 		phases    = flag.Bool("phases", true, "break the sequential orch starts down into phases")
-		foot      = flag.Bool("footprint", true, "VmRSS of orch-scheduler --dev idle and with the burst's and bulk's tasks")
+		foot      = flag.Bool("footprint", true, "VmRSS of orch-scheduler --dev idle and with the burst's and bulk's tasks, and of a standalone orch-agent idle")
 		sched     = flag.Bool("sched", true, "also measure scheduling throughput with simulated nodes in a full run")
 		schedOnly = flag.Bool("sched-only", false, "measure only scheduling throughput")
 		sNodes    = flag.String("sched-nodes", joinInts(bench.DefaultSchedNodes), "scheduling: node counts, comma-separated, fresh schedulers for each scenario")
