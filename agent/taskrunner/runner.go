@@ -76,6 +76,9 @@ type Runner struct {
 	exits      chan exitEvent
 	wake       chan struct{}
 	done       chan struct{}
+	// createTime and startTime add up the runtime's create and start calls of this start
+	// (logged with "task running"); the runner's goroutine only.
+	createTime, startTime time.Duration
 }
 
 // New returns a runner for a task; st is the checkpointed status (nil for a new task).

@@ -47,7 +47,8 @@ func (r *Runner) start(ctx context.Context) error {
 		}
 	})
 	r.log.Info("task running", "ip", r.assignment().GetTask().GetEni().GetIp(),
-		"network_ms", ms(t1.Sub(t0)), "pull_ms", ms(t2.Sub(t1)), "containers_ms", ms(t3.Sub(t2)))
+		"network_ms", ms(t1.Sub(t0)), "pull_ms", ms(t2.Sub(t1)), "containers_ms", ms(t3.Sub(t2)),
+		"create_ms", ms(r.createTime), "start_ms", ms(r.startTime))
 	return nil
 }
 
@@ -288,15 +289,19 @@ func (r *Runner) createAndStart(ctx context.Context, c *container) error {
 	if err != nil {
 		return err
 	}
+	t0 := time.Now()
 	if err := r.cfg.Runtime.Create(ctx, spec); err != nil {
 		return fmt.Errorf("CannotCreateContainerError: container %s: %w", c.def.GetName(), err)
 	}
+	t1 := time.Now()
+	r.createTime += t1.Sub(t0)
 	if err := r.watchExit(ctx, c); err != nil {
 		return err
 	}
 	if _, err := r.cfg.Runtime.Start(ctx, c.id); err != nil {
 		return fmt.Errorf("CannotStartContainerError: container %s: %w", c.def.GetName(), err)
 	}
+	r.startTime += time.Since(t1)
 	r.set(func(*orchv1.TaskStatus) { c.started = true })
 	return nil
 }

@@ -141,6 +141,7 @@ func (s *Server) planBatch(batch []*planJob) *flight {
 		from, to int // its tasks in the command
 	}
 	parts := make([]*part, len(batch))
+	t0 := time.Now()
 	r, err := s.cache.begin()
 	if err != nil {
 		for _, j := range batch {
@@ -208,6 +209,7 @@ func (s *Server) planBatch(batch []*planJob) *flight {
 		}
 	}
 	plan := s.cache.planned(cmd.Tasks)
+	s.placeTime.Observe(time.Since(t0).Seconds())
 	if len(cmd.Tasks) == 0 {
 		s.cache.landed(plan) // picks whose tasks failed still reserved
 		answer(nil, nil)
@@ -218,7 +220,9 @@ func (s *Server) planBatch(batch []*planJob) *flight {
 		defer close(f.done)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		t1 := time.Now()
 		v, err := s.raft.Apply(ctx, fsm.CmdPlaceTasks, cmd)
+		s.commitTime.Observe(time.Since(t1).Seconds())
 		if err != nil {
 			answer(nil, toStatus(err))
 			return

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -50,6 +51,9 @@ type Server struct {
 	planning bool
 	planWake chan struct{} // a job queued while the planner waits for its plan in flight
 	cache    *planCache
+
+	// How long plans take to place and to commit (WithRegistry exports them).
+	placeTime, commitTime prometheus.Histogram
 }
 
 // Opt configures a Server.
@@ -67,9 +71,25 @@ func WithNodeDialer(d NodeDialer) Opt { return func(s *Server) { s.dial = d } }
 // WithClock sets the time source (tests).
 func WithClock(now func() time.Time) Opt { return func(s *Server) { s.now = now } }
 
+// WithRegistry exports the planner's metrics to reg.
+func WithRegistry(reg prometheus.Registerer) Opt {
+	return func(s *Server) { reg.MustRegister(s.placeTime, s.commitTime) }
+}
+
 // New returns a server reading store and writing through raft.
 func New(store *state.Store, raft Applier, opts ...Opt) *Server {
-	s := &Server{store: store, raft: raft, cache: newPlanCache(store), planWake: make(chan struct{}, 1)}
+	s := &Server{store: store, raft: raft, cache: newPlanCache(store), planWake: make(chan struct{}, 1),
+		placeTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "orch_plan_placement_seconds",
+			Help:    "Time to place one plan's tasks (the RunTask calls and service starts queued together) on container instances, before its Raft write.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "orch_plan_commit_seconds",
+			Help:    "Time to write one plan to Raft: stored and replicated to a quorum, then applied.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+	}
 	for _, o := range opts {
 		o(s)
 	}

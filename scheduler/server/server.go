@@ -201,7 +201,7 @@ func New(cfg Config) (*Server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 10 * time.Second}),
 	)
 	apiServer := api.New(store, s.raft, api.WithARNs(cfg.ARNs), api.WithLogger(cfg.Logger), api.WithNodeDialer(s.dialNode),
-		api.WithConsistentRead(s.consistentRead))
+		api.WithConsistentRead(s.consistentRead), api.WithRegistry(cfg.Registry))
 	apiServer.Attach(s.grpc)
 	s.disp = dispatcher.New(store, s.raft, cfg.Logger, cfg.Registry)
 	s.disp.SetLeaderCheck(s.raft.IsLeader)

@@ -147,6 +147,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 
 	orchSamples := make([]time.Duration, 0, cfg.N)
 	floorSamples := make([]time.Duration, 0, cfg.N)
+	plans0, plansErr := readPlanTimes(ctx, e.httpAddr)
 	for i := range cfg.N {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -162,6 +163,11 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 		floorSamples = append(floorSamples, fd)
 		cfg.Logf("run %d/%d: orch %s, floor %s", i+1, cfg.N, ms(d), ms(fd))
+	}
+	if plans1, err := readPlanTimes(ctx, e.httpAddr); err == nil && plansErr == nil {
+		o.plans = plans1.since(plans0)
+	} else {
+		cfg.Logf("plan metrics not read: %v", errors.Join(plansErr, err))
 	}
 	res.Orch, res.Floor = Summarize(orchSamples), Summarize(floorSamples)
 	res.Ratio = newRatio(res.Orch, res.Floor)

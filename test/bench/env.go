@@ -50,6 +50,7 @@ type env struct {
 
 	sched     *process
 	grpcAddr  string
+	httpAddr  string              // /metrics
 	creds     harness.Credentials // the scheduler's CA file, the API token, the join tokens
 	client    *client.Client      // verifies the scheduler against the CA, sends the token
 	ctrdVer   string
@@ -187,7 +188,7 @@ func (e *env) startScheduler(ctx context.Context) error {
 		}
 		addrs[i] = "127.0.0.1:" + strconv.Itoa(port)
 	}
-	e.grpcAddr = addrs[0]
+	e.grpcAddr, e.httpAddr = addrs[0], addrs[1]
 	dataDir := filepath.Join(e.dir, "scheduler")
 	args := []string{"--dev", "--data-dir", dataDir,
 		"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--raft-addr", addrs[2],

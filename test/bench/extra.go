@@ -139,7 +139,7 @@ func runExtras(ctx context.Context, cfg Config, e *env, o *orchSide, f *floor, f
 	x := &ExtraResult{Footprint: fp}
 	res.Extra = x
 	if cfg.Phases {
-		x.Phases = phasesOf(o.samples, e.sched.logPath)
+		x.Phases = phasesOf(o.samples, e.sched.logPath, o.plans)
 	}
 	// rss records the footprint with n tasks running (burst: the first slot, bulk: the second).
 	rss := func(bulk bool, n int) {

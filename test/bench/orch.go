@@ -27,6 +27,7 @@ type orchSide struct {
 	taskDef string // family:revision
 	// samples holds the timestamps of each successful runOnce, for the phase breakdown.
 	samples []orchSample
+	plans   planTimes // the scheduler's plan metrics over the samples
 }
 
 // orchSample is one runOnce: client-side times and the task as the RUNNING report had it

@@ -19,6 +19,9 @@ type PhaseResult struct {
 	Phases []Phase `json:"phases"`
 	// AgentLines is how many of the N tasks had an agent "task running" log line.
 	AgentLines int `json:"agentLines"`
+	// Plans is what the scheduler's metrics say of the plans of the N starts (one task each):
+	// how many, and their mean placement and Raft commit times (within "rest" below).
+	Plans planTimes `json:"plans"`
 }
 
 // Phase is one phase's distribution over the measured starts.
@@ -34,24 +37,26 @@ var phaseNames = []string{
 	"call -> createdAt (API)",
 	"createdAt -> pullStartedAt",
 	"  of which agent network_ms",
-	"  rest: dispatch to agent",
+	"  rest: placement, raft, dispatch",
 	"pullStartedAt -> pullStoppedAt",
 	"  agent pull_ms",
 	"pullStoppedAt -> startedAt",
 	"  agent containers_ms",
+	"    of which create_ms",
+	"    of which start_ms",
 	"startedAt -> RUNNING seen",
 }
 
 // agentTiming is the agent's "task running" line of one task.
-type agentTiming struct{ network, pull, containers time.Duration }
+type agentTiming struct{ network, pull, containers, create, start time.Duration }
 
 // phasesOf computes the breakdown of samples with the agent log at logPath (missing log lines
-// leave the agent rows with fewer samples).
-func phasesOf(samples []orchSample, logPath string) *PhaseResult {
+// leave the agent rows with fewer samples) and plans, the scheduler's plan metrics over them.
+func phasesOf(samples []orchSample, logPath string, plans planTimes) *PhaseResult {
 	agent := readAgentTimings(logPath)
 	rows := make([][]time.Duration, len(phaseNames))
 	add := func(i int, d time.Duration) { rows[i] = append(rows[i], d) }
-	res := &PhaseResult{N: len(samples)}
+	res := &PhaseResult{N: len(samples), Plans: plans}
 	at := func(ts *timestamppb.Timestamp) time.Time { return ts.AsTime() }
 	for _, s := range samples {
 		t := s.task
@@ -64,13 +69,15 @@ func phasesOf(samples []orchSample, logPath string) *PhaseResult {
 		add(3, at(t.GetPullStartedAt()).Sub(at(t.GetCreatedAt())))
 		add(6, at(t.GetPullStoppedAt()).Sub(at(t.GetPullStartedAt())))
 		add(8, at(t.GetStartedAt()).Sub(at(t.GetPullStoppedAt())))
-		add(10, s.running.Sub(at(t.GetStartedAt())))
+		add(12, s.running.Sub(at(t.GetStartedAt())))
 		if a, ok := agent[s.id]; ok {
 			res.AgentLines++
 			add(4, a.network)
 			add(5, at(t.GetPullStartedAt()).Sub(at(t.GetCreatedAt()))-a.network)
 			add(7, a.pull)
 			add(9, a.containers)
+			add(10, a.create)
+			add(11, a.start)
 		}
 	}
 	for i, name := range phaseNames {
@@ -80,7 +87,8 @@ func phasesOf(samples []orchSample, logPath string) *PhaseResult {
 }
 
 // readAgentTimings parses the embedded agent's "task running" lines (slog text format) from
-// the scheduler's log: task_id=... network_ms=... pull_ms=... containers_ms=....
+// the scheduler's log: task_id=... network_ms=... pull_ms=... containers_ms=... create_ms=...
+// start_ms=....
 func readAgentTimings(logPath string) map[string]agentTiming {
 	out := map[string]agentTiming{}
 	f, err := os.Open(logPath)
@@ -115,6 +123,10 @@ func readAgentTimings(logPath string) map[string]agentTiming {
 				a.pull = msv()
 			case "containers_ms":
 				a.containers = msv()
+			case "create_ms":
+				a.create = msv()
+			case "start_ms":
+				a.start = msv()
 			}
 		}
 		if id != "" {
@@ -143,5 +155,9 @@ func (r *PhaseResult) writeTable(b *strings.Builder) {
 			continue
 		}
 		fmt.Fprintf(b, row, p.Name, ms(p.Dist.P50), ms(p.Dist.P95), ms(p.Dist.Max))
+	}
+	if p := r.Plans; p.Count > 0 {
+		fmt.Fprintf(b, "  within rest, per plan (scheduler metrics, %d plans): placement mean %s, raft commit mean %s\n",
+			p.Count, ms(p.Placement), ms(p.Commit))
 	}
 }
