@@ -62,6 +62,10 @@ type Runtime struct {
 
 	pulls    singleflight.Group
 	creating sync.Map // ids with a Create in progress
+	// created holds the task Create made, by container id, until Start or Delete: Wait and
+	// Start use it instead of loading the container and its task again (four containerd
+	// calls on every container start).
+	created sync.Map
 	// configs caches image configs by the image's content digest (immutable): reading one
 	// from the content store takes about a millisecond of every container start.
 	configs imageConfigs

@@ -92,9 +92,11 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.ContainerSpec) (retEr
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
-	if _, err := container.NewTask(ctx, ioc); err != nil {
+	t, err := container.NewTask(ctx, ioc)
+	if err != nil {
 		return fmt.Errorf("container %s: create task: %w", id, err)
 	}
+	r.created.Store(id, t)
 	return nil
 }
 

@@ -38,10 +38,21 @@ func (r *Runtime) load(ctx context.Context, id string) (client.Container, client
 	return c, t, nil
 }
 
+// task returns the container's task: the one Create made if it has not been started or
+// deleted since, else loaded from containerd (nil if it has none).
+func (r *Runtime) task(ctx context.Context, id string) (client.Task, error) {
+	if t, ok := r.created.Load(id); ok {
+		return t.(client.Task), nil
+	}
+	_, t, err := r.load(ctx, id)
+	return t, err
+}
+
 // Start starts the task created by Create and returns its pid.
 func (r *Runtime) Start(ctx context.Context, id string) (uint32, error) {
 	ctx = r.ctx(ctx)
-	_, t, err := r.load(ctx, id)
+	t, err := r.task(ctx, id)
+	r.created.Delete(id)
 	if err != nil {
 		return 0, err
 	}
@@ -60,7 +71,7 @@ func (r *Runtime) Start(ctx context.Context, id string) (uint32, error) {
 // A container whose task is gone reports exit code 255 at once.
 func (r *Runtime) Wait(ctx context.Context, id string) (<-chan runtime.ExitStatus, error) {
 	ctx = r.ctx(ctx)
-	_, t, err := r.load(ctx, id)
+	t, err := r.task(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -199,6 +210,7 @@ func waitErr(id string, es client.ExitStatus) error {
 // Anything already gone is skipped.
 func (r *Runtime) Delete(ctx context.Context, id string) error {
 	ctx = r.ctx(ctx)
+	r.created.Delete(id)
 	c, t, err := r.load(ctx, id)
 	if errors.Is(err, runtime.ErrNotFound) {
 		// A snapshot can outlive its container if an earlier Create was interrupted.
