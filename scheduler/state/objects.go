@@ -178,13 +178,13 @@ func (w *WriteTxn) PutTaskDefinition(t *orchv1.TaskDefinition) error {
 	return w.insert(TableTaskDefs, t)
 }
 
-// Task returns the task with the id as this transaction left it, or nil (see WriteTxn).
+// Task returns the task with the id as this transaction left it, or nil (see WriteTxn). ws is
+// not used: nothing waits inside a write.
 func (w *WriteTxn) Task(ws WatchSet, id string) (*orchv1.Task, error) {
 	if t, ok := w.tasks[id]; ok {
 		return t, nil
 	}
-	before := ReadTxn{txn: w.before}
-	return before.Task(ws, id)
+	return w.committed[id], nil
 }
 
 // PutTask inserts or replaces a task, stamping its modify index.

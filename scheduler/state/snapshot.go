@@ -146,6 +146,9 @@ func ReadSnapshot(rd io.Reader) (*Store, error) {
 		if err := txn.Insert(table, m); err != nil {
 			return nil, fmt.Errorf("restore: %s: %w", table, err)
 		}
+		if t, ok := m.(*orchv1.Task); ok {
+			s.committed[t.GetId()] = t
+		}
 	}
 	txn.Commit()
 	return s, nil

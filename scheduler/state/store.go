@@ -25,6 +25,12 @@ type Store struct {
 	hostMu    sync.Mutex
 	hostWatch map[string]chan struct{}
 	trackers  []*HostChanges
+
+	// committed is every committed task by id, for the FSM's point reads (WriteTxn.Task):
+	// go-memdb's lookup costs about 1.5 µs, and each task placed and run takes two on every
+	// scheduler. Only the writer uses it: a commit updates it while it still holds go-memdb's
+	// writer lock, a restore replaces it whole.
+	committed map[string]*orchv1.Task
 }
 
 // New returns an empty store.
@@ -33,7 +39,8 @@ func New() (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: schema: %w", err)
 	}
-	return &Store{db: db, abandonCh: make(chan struct{}), hostWatch: map[string]chan struct{}{}}, nil
+	return &Store{db: db, abandonCh: make(chan struct{}), hostWatch: map[string]chan struct{}{},
+		committed: map[string]*orchv1.Task{}}, nil
 }
 
 // Read returns a read-only snapshot of the state.
@@ -55,9 +62,7 @@ func (s *Store) AbandonCh() <-chan struct{} {
 func (s *Store) Write(index uint64) *WriteTxn {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	w := s.db.Txn(true)
-	// Taken after the write transaction, so no commit falls in between: the state it starts from.
-	return &WriteTxn{ReadTxn: ReadTxn{txn: w}, before: s.db.Txn(false), index: index, store: s}
+	return &WriteTxn{ReadTxn: ReadTxn{txn: s.db.Txn(true)}, committed: s.committed, index: index, store: s}
 }
 
 // HostWatch returns a channel that is closed when a later commit changes a task of host (or a
@@ -125,7 +130,7 @@ func (s *Store) notifyHosts(hosts map[string]bool) {
 func (s *Store) Replace(other *Store) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.db = other.db
+	s.db, s.committed = other.db, other.committed
 	close(s.abandonCh)
 	s.abandonCh = make(chan struct{})
 	s.hostMu.Lock()
@@ -206,20 +211,20 @@ func list[T proto.Message](r *ReadTxn, ws WatchSet, table, idx string, args ...a
 
 // WriteTxn is the write transaction of one Raft entry.
 //
-// Its Task reads the tasks it wrote from a map, and the others from the state before it began
-// (before), not from the memdb write transaction: a read of an index that the transaction has
-// changed makes memdb drop the transaction's cache of tree nodes it already copied, so that
-// the next write copies the whole path from the root again, with a new watch channel for each
-// node. Merging a batch of status reports reads and writes each task in turn; through the
-// write transaction that doubled the FSM's cost per task.
+// Its Task reads the tasks it wrote from a map, and the others from the store's map of
+// committed tasks, not through the memdb write transaction: a read of an index that the
+// transaction has changed makes memdb drop the transaction's cache of tree nodes it already
+// copied, so that the next write copies the whole path from the root again, with a new watch
+// channel for each node. Merging a batch of status reports reads and writes each task in turn;
+// through the write transaction that doubled the FSM's cost per task.
 type WriteTxn struct {
 	ReadTxn
-	before  *memdb.Txn              // read-only: the state this transaction started from
-	tasks   map[string]*orchv1.Task // tasks written by this transaction, by id; nil: deleted
-	index   uint64
-	touched map[string]bool
-	hosts   map[string]bool // hosts whose tasks changed
-	store   *Store
+	tasks     map[string]*orchv1.Task // tasks written by this transaction, by id; nil: deleted
+	committed map[string]*orchv1.Task // the store's, when the transaction began
+	index     uint64
+	touched   map[string]bool
+	hosts     map[string]bool // hosts whose tasks changed
+	store     *Store
 }
 
 // Index is the Raft index of the entry being applied.
@@ -256,8 +261,15 @@ func (w *WriteTxn) Commit() error {
 			return fmt.Errorf("state: index of %s: %w", table, err)
 		}
 	}
+	for id, t := range w.tasks { // under memdb's writer lock, which Commit releases
+		if t == nil {
+			delete(w.committed, id)
+		} else {
+			w.committed[id] = t
+		}
+	}
 	w.txn.Commit()
-	if len(w.hosts) > 0 && w.store != nil {
+	if len(w.hosts) > 0 {
 		w.store.notifyHosts(w.hosts)
 	}
 	return nil

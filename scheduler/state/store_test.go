@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"sort"
 	"strings"
 	"testing"
@@ -170,6 +171,68 @@ func TestWriteTxnTask(t *testing.T) {
 	for id, want := range map[string]string{"t1": "STOPPED", "t2": "RUNNING", "t3": "PENDING"} {
 		if tk, _ := r.Task(nil, id); tk.GetLastStatus() != want {
 			t.Fatalf("after commit: %s is %s, want %s", id, tk.GetLastStatus(), want)
+		}
+	}
+}
+
+// TestWriteTxnTaskAfterAbortAndRestore: an aborted write leaves no trace for the next one, and
+// after a restore the next write reads the restored tasks, not the replaced ones.
+func TestWriteTxnTaskAfterAbortAndRestore(t *testing.T) {
+	s, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(index uint64, commit bool, tasks ...*orchv1.Task) {
+		t.Helper()
+		w := s.Write(index)
+		for _, tk := range tasks {
+			if err := w.PutTask(tk); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !commit {
+			w.Abort()
+			return
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func(id string) string {
+		t.Helper()
+		w := s.Write(100)
+		defer w.Abort()
+		tk, err := w.Task(nil, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tk == nil {
+			return "absent"
+		}
+		return tk.GetLastStatus()
+	}
+	put(1, true, &orchv1.Task{Id: "kept", HostId: "h1", LastStatus: "RUNNING"})
+	put(2, false, &orchv1.Task{Id: "aborted", HostId: "h1", LastStatus: "PENDING"}, &orchv1.Task{Id: "kept", HostId: "h1", LastStatus: "STOPPED"})
+	if got := status("aborted"); got != "absent" {
+		t.Fatalf("aborted insert: %s", got)
+	}
+	if got := status("kept"); got != "RUNNING" {
+		t.Fatalf("aborted update: kept is %s, want RUNNING", got)
+	}
+
+	var snap bytes.Buffer
+	if err := s.Read().WriteSnapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	put(3, true, &orchv1.Task{Id: "after-snapshot", HostId: "h1", LastStatus: "PENDING"})
+	restored, err := ReadSnapshot(&snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Replace(restored)
+	for id, want := range map[string]string{"kept": "RUNNING", "after-snapshot": "absent"} {
+		if got := status(id); got != want {
+			t.Fatalf("after restore: %s is %s, want %s", id, got, want)
 		}
 	}
 }
