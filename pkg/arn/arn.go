@@ -19,9 +19,7 @@ type Builder struct{ Region, Account string }
 // Default is the builder for the default region and account.
 var Default = Builder{Region: DefaultRegion, Account: DefaultAccount}
 
-func (b Builder) prefix() string {
-	return fmt.Sprintf("arn:aws:ecs:%s:%s:", b.Region, b.Account)
-}
+func (b Builder) prefix() string { return "arn:aws:ecs:" + b.Region + ":" + b.Account + ":" }
 
 // Cluster is arn:...:cluster/<name>.
 func (b Builder) Cluster(name string) string { return b.prefix() + "cluster/" + name }
