@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 
+	"orch/pkg/lifecycle"
 	orchv1 "orch/proto/orch/v1"
 )
 
@@ -190,7 +191,9 @@ func (w *WriteTxn) Task(ws WatchSet, id string) (*orchv1.Task, error) {
 // PutTask inserts or replaces a task, stamping its modify index.
 func (w *WriteTxn) PutTask(t *orchv1.Task) error {
 	t.ModifyIndex = w.index
-	w.touchHost(t.GetHostId())
+	if old, _ := w.Task(nil, t.GetId()); hostSees(old, t) {
+		w.touchHost(t.GetHostId())
+	}
 	if err := w.insert(TableTasks, t); err != nil {
 		return err
 	}
@@ -206,6 +209,19 @@ func (w *WriteTxn) DeleteTask(t *orchv1.Task) error {
 	}
 	w.wroteTask(t.GetId(), nil)
 	return nil
+}
+
+// hostSees reports whether replacing old (nil: none) with t changes what the watchers of its
+// host act on (HostWatch, TrackHosts): the host's set of tasks, what it is told to run (the
+// desired status), and what its tasks hold (a task holds its resources until it is STOPPED,
+// and its address until then or while eniHeld). An agent's status report that only moves a
+// task along (PENDING to RUNNING, timestamps, containers) or its usage changes none of it: at
+// 10,000 hosts those reports woke the host's session and the planner's usage of the host for
+// nothing.
+func hostSees(old, t *orchv1.Task) bool {
+	stopped := lifecycle.Stopped
+	return old == nil || old.GetHostId() != t.GetHostId() || old.GetDesiredStatus() != t.GetDesiredStatus() ||
+		(old.GetLastStatus() == stopped) != (t.GetLastStatus() == stopped) || old.GetEniHeld() != t.GetEniHeld()
 }
 
 func (w *WriteTxn) wroteTask(id string, t *orchv1.Task) {

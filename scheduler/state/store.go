@@ -19,7 +19,7 @@ type Store struct {
 	abandonCh chan struct{} // closed when a restore replaces db
 
 	// hostMu guards hostWatch: per host, a channel closed at the next commit that changes one
-	// of the host's tasks. memdb's own watch channels are coarse for a prefix with no entries
+	// of the host's tasks (as hostSees tells). memdb's own watch channels are coarse for a prefix with no entries
 	// (the watch falls back to a shared ancestor node), which woke every idle agent session at
 	// every task change in a 1,000-node cluster.
 	hostMu    sync.Mutex
@@ -65,8 +65,10 @@ func (s *Store) Write(index uint64) *WriteTxn {
 	return &WriteTxn{ReadTxn: ReadTxn{txn: s.db.Txn(true)}, committed: s.committed, index: index, store: s}
 }
 
-// HostWatch returns a channel that is closed when a later commit changes a task of host (or a
-// restore replaces the state). Take it before reading, then wait on it.
+// HostWatch returns a channel that is closed when a later commit changes the host's tasks in
+// a way its watchers act on (a task placed or deleted, a desired status, a task stopped, an
+// address held or released: hostSees), or a restore replaces the state. Take it before
+// reading, then wait on it.
 func (s *Store) HostWatch(host string) <-chan struct{} {
 	s.hostMu.Lock()
 	defer s.hostMu.Unlock()
@@ -78,7 +80,7 @@ func (s *Store) HostWatch(host string) <-chan struct{} {
 	return ch
 }
 
-// HostChanges collects the hosts whose tasks changed, for a reader that keeps something per
+// HostChanges collects the hosts whose tasks changed (as HostWatch sees it), for a reader that keeps something per
 // host and wants what changed since it last looked, without a watch channel per host to poll
 // (the planner's cache of 10,000 hosts).
 type HostChanges struct {

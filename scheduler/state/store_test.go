@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	orchv1 "orch/proto/orch/v1"
 )
 
@@ -233,6 +235,64 @@ func TestWriteTxnTaskAfterAbortAndRestore(t *testing.T) {
 	for id, want := range map[string]string{"kept": "RUNNING", "after-snapshot": "absent"} {
 		if got := status(id); got != want {
 			t.Fatalf("after restore: %s is %s, want %s", id, got, want)
+		}
+	}
+}
+
+// TestHostWatchSeesWhatHostsActOn: a host's watch fires for what its session and the planner
+// act on, and not for an agent's own reports that only move a task along.
+func TestHostWatchSeesWhatHostsActOn(t *testing.T) {
+	s, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := &orchv1.Task{Id: "t1", HostId: "h1", LastStatus: "PENDING", DesiredStatus: "RUNNING"}
+	tests := []struct {
+		name   string
+		change func(*orchv1.Task)
+		delete bool
+		fires  bool
+	}{
+		{name: "placed", fires: true},
+		{name: "PENDING to RUNNING", change: func(t *orchv1.Task) { t.LastStatus = "RUNNING" }},
+		{name: "usage", change: func(t *orchv1.Task) { t.Usage = &orchv1.TaskUsage{MemoryBytes: 1} }},
+		{name: "desired STOPPED", change: func(t *orchv1.Task) { t.DesiredStatus = "STOPPED" }, fires: true},
+		{name: "DEPROVISIONING", change: func(t *orchv1.Task) { t.LastStatus = "DEPROVISIONING" }},
+		{name: "STOPPED", change: func(t *orchv1.Task) { t.LastStatus = "STOPPED" }, fires: true},
+		{name: "address held", change: func(t *orchv1.Task) { t.EniHeld = true }, fires: true},
+		{name: "address released", change: func(t *orchv1.Task) { t.EniHeld = false }, fires: true},
+		{name: "deleted", delete: true, fires: true},
+	}
+	cur := base
+	for i, tt := range tests {
+		ch := s.HostWatch("h1")
+		w := s.Write(uint64(i + 1))
+		switch {
+		case tt.delete:
+			err = w.DeleteTask(cur)
+		case tt.change == nil:
+			err = w.PutTask(cur)
+		default:
+			next := proto.Clone(cur).(*orchv1.Task)
+			tt.change(next)
+			cur = next
+			err = w.PutTask(next)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ch:
+			if !tt.fires {
+				t.Errorf("%s: the host's watch fired", tt.name)
+			}
+		default:
+			if tt.fires {
+				t.Errorf("%s: the host's watch did not fire", tt.name)
+			}
 		}
 	}
 }
