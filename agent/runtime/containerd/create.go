@@ -10,9 +10,11 @@ import (
 	"sync"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"orch/agent/logs"
@@ -52,11 +54,11 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.ContainerSpec) (retEr
 	if err != nil {
 		return fmt.Errorf("container %s: image %s (not pulled?): %w", id, name, err)
 	}
-	imgSpec, err := r.configs.get(ctx, img)
+	info, err := r.images.get(ctx, img)
 	if err != nil {
 		return fmt.Errorf("container %s: read image config of %s: %w", id, name, err)
 	}
-	specOpts, err := buildSpecOpts(spec, img, imgSpec.Config, r.initBinary)
+	specOpts, err := buildSpecOpts(spec, img, info.config.Config, r.initBinary)
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
@@ -65,14 +67,14 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.ContainerSpec) (retEr
 		labels = map[string]string{}
 	}
 	// What client.WithImageStopSignal records, from the config read above instead of again.
-	labels[client.StopSignalLabel] = cmp.Or(imgSpec.Config.StopSignal, "SIGTERM")
+	labels[client.StopSignalLabel] = cmp.Or(info.config.Config.StopSignal, "SIGTERM")
 
 	// Order matters: the snapshot must exist before the spec options that read the image's
 	// /etc/passwd.
 	container, err := r.client.NewContainer(ctx, id,
 		client.WithContainerLabels(labels),
 		client.WithSnapshotter(snapshotter),
-		client.WithNewSnapshot(id, img),
+		withNewSnapshot(id, info.chain, img.Name()),
 		client.WithNewSpec(specOpts...),
 	)
 	if err != nil {
@@ -100,34 +102,55 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.ContainerSpec) (retEr
 	return nil
 }
 
-// imageConfigs is a small cache of image configs by image digest.
-type imageConfigs struct {
-	mu sync.Mutex
-	m  map[digest.Digest]ocispec.Image
+// imageInfo is what a container start needs of an image, fixed by its digest: its config
+// and the chain id of its layers, which names the unpacked snapshot a container's is made on.
+type imageInfo struct {
+	config ocispec.Image
+	chain  string
 }
 
-// maxImageConfigs bounds the cache; past it, it starts over.
-const maxImageConfigs = 256
+// imageInfos is a small cache of imageInfo by image digest.
+type imageInfos struct {
+	mu sync.Mutex
+	m  map[digest.Digest]imageInfo
+}
 
-func (c *imageConfigs) get(ctx context.Context, img client.Image) (ocispec.Image, error) {
+// maxImageInfos bounds the cache; past it, it starts over.
+const maxImageInfos = 256
+
+func (c *imageInfos) get(ctx context.Context, img client.Image) (imageInfo, error) {
 	d := img.Target().Digest
 	c.mu.Lock()
-	cfg, ok := c.m[d]
+	info, ok := c.m[d]
 	c.mu.Unlock()
 	if ok {
-		return cfg, nil
+		return info, nil
 	}
 	cfg, err := img.Spec(ctx)
 	if err != nil {
-		return cfg, err
+		return info, err
 	}
+	info = imageInfo{config: cfg, chain: identity.ChainID(cfg.RootFS.DiffIDs).String()}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= maxImageConfigs {
-		c.m = map[digest.Digest]ocispec.Image{}
+	if c.m == nil || len(c.m) >= maxImageInfos {
+		c.m = map[digest.Digest]imageInfo{}
 	}
-	c.m[d] = cfg
-	return cfg, nil
+	c.m[d] = info
+	return info, nil
+}
+
+// withNewSnapshot is client.WithNewSnapshot with the parent's chain id from the cache: it
+// prepares the container's writable snapshot on the image's unpacked layers (in the
+// snapshotter chosen before it, WithSnapshotter).
+func withNewSnapshot(id, chain, image string) client.NewContainerOpts {
+	return func(ctx context.Context, c *client.Client, ctr *containers.Container) error {
+		if _, err := c.SnapshotService(ctr.Snapshotter).Prepare(ctx, id, chain); err != nil {
+			return err
+		}
+		ctr.SnapshotKey, ctr.Image = id, image
+		return nil
+	}
 }
 
 // logIO sends the container's stdout and stderr to the log driver (this binary, run by the

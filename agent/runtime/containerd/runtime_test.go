@@ -93,6 +93,31 @@ func testPull(t *testing.T, e *env) {
 		if again.Pulled || again.Digest != results[0].Digest {
 			t.Fatalf("second Pull %s = %+v, want Pulled=false digest %s", name, again, results[0].Digest)
 		}
+		// The image's unpacked layers removed behind the agent's back (its cache still knows
+		// the image): the next Pull unpacks them again from the content store.
+		nctx := e.rt.ctx(ctx)
+		normalized, err := normalizeRef(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := e.rt.client.GetImage(nctx, normalized)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := e.rt.images.get(nctx, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sn := e.rt.client.SnapshotService(snapshotter)
+		if err := sn.Remove(nctx, info.chain); err != nil {
+			t.Fatalf("remove the top layer snapshot of %s: %v", name, err)
+		}
+		if r, err := e.rt.Pull(ctx, ref); err != nil || r.Pulled {
+			t.Fatalf("Pull %s after its snapshot was removed = %+v, %v; want unpacked again without the registry", name, r, err)
+		}
+		if _, err := sn.Stat(nctx, info.chain); err != nil {
+			t.Fatalf("Pull %s did not unpack it again: %v", name, err)
+		}
 	}
 	if _, err := e.rt.Pull(ctx, "127.0.0.1:1/nothing/here:latest"); err == nil {
 		t.Fatalf("Pull from a closed port succeeded")
