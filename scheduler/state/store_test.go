@@ -59,19 +59,7 @@ func TestTrackHosts(t *testing.T) {
 	c := s.TrackHosts()
 	put := func(index uint64, commit bool, tasks ...*orchv1.Task) {
 		t.Helper()
-		w := s.Write(index)
-		for _, tk := range tasks {
-			if err := w.PutTask(tk); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if !commit {
-			w.Abort()
-			return
-		}
-		if err := w.Commit(); err != nil {
-			t.Fatal(err)
-		}
+		putTasks(t, s, index, commit, tasks...)
 	}
 	tests := []struct {
 		name    string
@@ -128,17 +116,7 @@ func TestWriteTxnTask(t *testing.T) {
 	}
 
 	w = s.Write(2)
-	status := func(id string) string {
-		t.Helper()
-		tk, err := w.Task(nil, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if tk == nil {
-			return "absent"
-		}
-		return tk.GetLastStatus()
-	}
+	status := func(id string) string { t.Helper(); return writeTxnStatus(t, w, id) }
 	steps := []struct {
 		name   string
 		change func() error
@@ -186,32 +164,13 @@ func TestWriteTxnTaskAfterAbortAndRestore(t *testing.T) {
 	}
 	put := func(index uint64, commit bool, tasks ...*orchv1.Task) {
 		t.Helper()
-		w := s.Write(index)
-		for _, tk := range tasks {
-			if err := w.PutTask(tk); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if !commit {
-			w.Abort()
-			return
-		}
-		if err := w.Commit(); err != nil {
-			t.Fatal(err)
-		}
+		putTasks(t, s, index, commit, tasks...)
 	}
-	status := func(id string) string {
+	status := func(id string) string { // as the next entry would read it
 		t.Helper()
 		w := s.Write(100)
 		defer w.Abort()
-		tk, err := w.Task(nil, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if tk == nil {
-			return "absent"
-		}
-		return tk.GetLastStatus()
+		return writeTxnStatus(t, w, id)
 	}
 	put(1, true, &orchv1.Task{Id: "kept", HostId: "h1", LastStatus: "RUNNING"})
 	put(2, false, &orchv1.Task{Id: "aborted", HostId: "h1", LastStatus: "PENDING"}, &orchv1.Task{Id: "kept", HostId: "h1", LastStatus: "STOPPED"})
@@ -295,4 +254,35 @@ func TestHostWatchSeesWhatHostsActOn(t *testing.T) {
 			}
 		}
 	}
+}
+
+// putTasks writes tasks in the entry at index, then commits or aborts.
+func putTasks(t *testing.T, s *Store, index uint64, commit bool, tasks ...*orchv1.Task) {
+	t.Helper()
+	w := s.Write(index)
+	for _, tk := range tasks {
+		if err := w.PutTask(tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !commit {
+		w.Abort()
+		return
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeTxnStatus is the last status of task id as w reads it, "absent" if it has none.
+func writeTxnStatus(t *testing.T, w *WriteTxn, id string) string {
+	t.Helper()
+	tk, err := w.Task(nil, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tk == nil {
+		return "absent"
+	}
+	return tk.GetLastStatus()
 }
