@@ -19,9 +19,9 @@ type Store struct {
 	abandonCh chan struct{} // closed when a restore replaces db
 
 	// hostMu guards hostWatch: per host, a channel closed at the next commit that changes one
-	// of the host's tasks (as hostSees tells). memdb's own watch channels are coarse for a prefix with no entries
-	// (the watch falls back to a shared ancestor node), which woke every idle agent session at
-	// every task change in a 1,000-node cluster.
+	// of the host's tasks (as hostSees tells). memdb's own watch channels are coarse for a
+	// prefix with no entries (the watch falls back to a shared ancestor node), which woke every
+	// idle agent session at every task change in a 1,000-node cluster.
 	hostMu    sync.Mutex
 	hostWatch map[string]chan struct{}
 	trackers  []*HostChanges
@@ -80,9 +80,9 @@ func (s *Store) HostWatch(host string) <-chan struct{} {
 	return ch
 }
 
-// HostChanges collects the hosts whose tasks changed (as HostWatch sees it), for a reader that keeps something per
-// host and wants what changed since it last looked, without a watch channel per host to poll
-// (the planner's cache of 10,000 hosts).
+// HostChanges collects the hosts whose tasks changed (as HostWatch sees it), for a reader that
+// keeps something per host and wants what changed since it last looked, without a watch
+// channel per host to poll (the planner's cache of 10,000 hosts).
 type HostChanges struct {
 	mu    sync.Mutex
 	hosts map[string]bool

@@ -113,7 +113,8 @@ func testPull(t *testing.T, e *env) {
 			t.Fatalf("remove the top layer snapshot of %s: %v", name, err)
 		}
 		if r, err := e.rt.Pull(ctx, ref); err != nil || r.Pulled {
-			t.Fatalf("Pull %s after its snapshot was removed = %+v, %v; want unpacked again without the registry", name, r, err)
+			t.Fatalf("Pull %s after its snapshot was removed = %+v, %v; want unpacked again without the registry",
+				name, r, err)
 		}
 		if _, err := sn.Stat(nctx, info.chain); err != nil {
 			t.Fatalf("Pull %s did not unpack it again: %v", name, err)
