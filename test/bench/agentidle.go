@@ -50,19 +50,8 @@ func (e *env) agentIdleKiB(ctx context.Context) (int64, error) {
 
 	wctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	for {
-		resp, err := e.client.DescribeContainerInstances(wctx, &orchv1.DescribeContainerInstancesRequest{Cluster: agentIdleCluster})
-		if err == nil && len(resp.GetContainerInstances()) == 1 && resp.GetContainerInstances()[0].GetAgentConnected() {
-			break
-		}
-		if p.exited() {
-			return 0, fmt.Errorf("orch-agent exited: %v (log: %s)", p.wait(), p.logPath)
-		}
-		select {
-		case <-wctx.Done():
-			return 0, fmt.Errorf("standalone orch-agent not connected to cluster %s: %w (log: %s)", agentIdleCluster, wctx.Err(), p.logPath)
-		case <-time.After(100 * time.Millisecond):
-		}
+	if err := e.waitAgent(wctx, agentIdleCluster, p); err != nil {
+		return 0, fmt.Errorf("standalone orch-agent: %w (log: %s)", err, p.logPath)
 	}
 	time.Sleep(2 * time.Second)
 	return rssKiB(p.cmd.Process.Pid)

@@ -226,14 +226,18 @@ func (e *env) startScheduler(ctx context.Context) error {
 	}
 	e.client = c
 	e.push(c.Close)
-	return e.waitAgent(dctx)
+	if err := e.waitAgent(dctx, cluster, e.sched); err != nil {
+		return e.schedErr(fmt.Errorf("embedded agent: %w", err))
+	}
+	return nil
 }
 
-// waitAgent polls describe-container-instances until the embedded agent is connected.
-func (e *env) waitAgent(ctx context.Context) error {
+// waitAgent polls describe-container-instances until an agent serving clusterName is connected
+// and its instance ACTIVE; p is the process that runs the agent (it fails at once if p exits).
+func (e *env) waitAgent(ctx context.Context, clusterName string, p *process) error {
 	var last string
 	for {
-		resp, err := e.client.DescribeContainerInstances(ctx, &orchv1.DescribeContainerInstancesRequest{Cluster: cluster})
+		resp, err := e.client.DescribeContainerInstances(ctx, &orchv1.DescribeContainerInstancesRequest{Cluster: clusterName})
 		if err == nil {
 			for _, ci := range resp.GetContainerInstances() {
 				if ci.GetAgentConnected() && ci.GetStatus() == "ACTIVE" {
@@ -244,12 +248,12 @@ func (e *env) waitAgent(ctx context.Context) error {
 		} else {
 			last = err.Error()
 		}
-		if e.sched.exited() {
-			return e.schedErr(fmt.Errorf("orch-scheduler exited: %v", e.sched.wait()))
+		if p.exited() {
+			return fmt.Errorf("%s exited: %v", filepath.Base(p.cmd.Path), p.wait())
 		}
 		select {
 		case <-ctx.Done():
-			return e.schedErr(fmt.Errorf("embedded agent not connected to cluster %s: %w (last: %s)", cluster, ctx.Err(), last))
+			return fmt.Errorf("no agent connected to cluster %s: %w (last: %s)", clusterName, ctx.Err(), last)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
