@@ -217,10 +217,10 @@ func (w *WriteTxn) DeleteTask(t *orchv1.Task) error {
 // and its address until then or while eniHeld). An agent's status report that only moves a
 // task along (PENDING to RUNNING, timestamps, containers) or its usage changes none of it: at
 // 10,000 hosts those reports woke the host's session and the planner's usage of the host for
-// nothing.
+// nothing. A task's host is fixed when it is placed.
 func hostSees(old, t *orchv1.Task) bool {
 	stopped := lifecycle.Stopped
-	return old == nil || old.GetHostId() != t.GetHostId() || old.GetDesiredStatus() != t.GetDesiredStatus() ||
+	return old == nil || old.GetDesiredStatus() != t.GetDesiredStatus() ||
 		(old.GetLastStatus() == stopped) != (t.GetLastStatus() == stopped) || old.GetEniHeld() != t.GetEniHeld()
 }
 
